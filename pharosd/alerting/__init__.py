@@ -1,0 +1,1 @@
+"""Thresholds and the alert state machine: the pure core of alerting."""

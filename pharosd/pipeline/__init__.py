@@ -1,0 +1,1 @@
+"""Sample shipping: hot buffer, disk spill and the remote_write uplink."""

@@ -1,0 +1,1 @@
+"""Operator-defined probes: Nagios plugins (exec), http, tcp, process, file."""

@@ -1,0 +1,1 @@
+"""Sinks: where alert events are delivered (file, log, syslog, webhook, Alertmanager)."""

@@ -1,0 +1,1 @@
+"""Built-in statistics (psutil and /proc) and the collector that polls them."""

@@ -1,0 +1,46 @@
+"""The contract between the supervisor and the threads it runs.
+
+A worker is an object with a ``name`` and a ``run(ctx)`` method that loops
+until ``ctx.stopping`` and calls ``ctx.beat()`` at least once per
+``heartbeat_timeout`` (it blocks only with timeouts: ``ctx.wait(s)``,
+``queue.get(timeout=...)``). If ``run`` raises, the supervisor logs the
+traceback and calls ``run`` again on a fresh thread after a backoff; the
+worker object, and so any state it holds, survives the restart. If
+``run`` returns while the daemon is not stopping, that counts as a crash.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Protocol
+
+
+class WorkerContext:
+    """What a running worker gets: a stop signal and a heartbeat."""
+
+    def __init__(self, stop: threading.Event | None = None) -> None:
+        self._stop = stop or threading.Event()
+        self.last_beat = time.monotonic()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
+    def beat(self) -> None:
+        self.last_beat = time.monotonic()
+
+    def wait(self, seconds: float) -> bool:
+        """Sleep up to ``seconds``; True if the daemon is stopping."""
+        return self._stop.wait(max(0.0, seconds))
+
+    def stop(self) -> None:
+        self._stop.set()
+
+
+class Worker(Protocol):
+    name: str
+    # Seconds without a beat after which the worker counts as hung.
+    heartbeat_timeout: float
+
+    def run(self, ctx: WorkerContext) -> None: ...
