@@ -23,8 +23,11 @@ import os
 from dataclasses import dataclass, field
 from typing import ClassVar, Literal
 
-from pharosd.config.types import Duration, FrozenDict, Size
+from pharosd.config.types import Duration, FrozenDict
 from pharosd.model import Level
+from pharosd.pipeline.config import BufferConfig, SpillConfig, UplinkConfig
+from pharosd.probes.config import ProbeConfig
+from pharosd.sinks.config import FileSinkConfig, LogSinkConfig, SinkConfig
 
 STATISTIC_NAMES = (
     "cpu", "load", "memory", "swap", "disk", "diskio", "network",
@@ -105,71 +108,6 @@ class ThresholdConfig:
 
 
 @dataclass(frozen=True)
-class FileSinkConfig:
-    """Append one JSON alert event per line to ``path``."""
-
-    name: str
-    kind: Literal["file"]
-    path: str | None = None           # default: <state_dir>/alerts.jsonl
-    max_size: Size | None = None      # rotate when the file would exceed this
-    keep: int = field(default=5, metadata={"min": 1})  # rotated files kept
-
-
-@dataclass(frozen=True)
-class LogSinkConfig:
-    """Log each alert event through the daemon's own log (the journal)."""
-
-    name: str
-    kind: Literal["log"]
-
-
-SinkConfig = FileSinkConfig | LogSinkConfig
-
-
-@dataclass(frozen=True)
-class ExecProbeConfig:
-    """Run a Nagios-compatible plugin (see docs/probes.md)."""
-
-    name: str
-    kind: Literal["exec"]
-    command: tuple[str, ...]
-    every: Duration | None = None
-    timeout: Duration = Duration(10.0)
-    env: FrozenDict[str] = field(default_factory=FrozenDict)
-
-
-ProbeConfig = ExecProbeConfig
-
-
-@dataclass(frozen=True)
-class BufferConfig:
-    """The hot buffer of samples waiting for the uplink."""
-
-    capacity: int = field(default=100_000, metadata={"min": 1})
-
-
-@dataclass(frozen=True)
-class SpillConfig:
-    """The on-disk spill of samples the uplink could not send yet."""
-
-    path: str | None = None           # default: <state_dir>/spill.db
-    max_size: Size = Size(512 * 1024 * 1024)
-    max_age: Duration = Duration(24 * 3600.0)
-
-
-@dataclass(frozen=True)
-class RemoteWriteConfig:
-    """One Prometheus remote_write receiver (see docs/uplink.md)."""
-
-    url: str
-
-
-@dataclass(frozen=True)
-class UplinkConfig:
-    remote_write: tuple[RemoteWriteConfig, ...] = ()
-
-
-@dataclass(frozen=True)
 class SupervisorConfig:
     """OTP-style restart intensity: more than max_restarts in period gives up."""
 
@@ -212,7 +150,9 @@ class Config:
             for i, item in enumerate(items):
                 name = item.name
                 if name in seen:
-                    issues.append((f"{key}[{i}].name", f"expected a unique name, got {name!r} twice"))
+                    issues.append(
+                        (f"{key}[{i}].name", f"expected a unique name, got {name!r} twice")
+                    )
                 seen.add(name)
         if self.interval <= 0:
             issues.append(("interval", f"expected a duration above 0, got {self.interval:g}s"))

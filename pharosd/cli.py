@@ -1,0 +1,97 @@
+"""Command line: ``pharosd run | check-config | status | test-alert | --version``.
+
+Exit codes (DESIGN.md): 0 clean stop or success, 1 bad config or usage,
+70 the supervisor gave up, 3 ``status`` found no running daemon.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+
+from pharosd import __version__
+from pharosd.errors import ConfigError
+
+EXIT_USAGE = 1
+
+
+def _common() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(add_help=False)
+    p.add_argument("-c", "--config", metavar="PATH", default=argparse.SUPPRESS,
+                   help="config file (default: $PHAROS_CONFIG, else /etc/pharos.yaml if it "
+                        "exists, else the embedded default)")
+    p.add_argument("--log-level", default=argparse.SUPPRESS,
+                   choices=("debug", "info", "warning", "error", "critical"),
+                   help="lowest level logged (default: info)")
+    p.add_argument("--log-format", default=argparse.SUPPRESS,
+                   choices=("auto", "console", "logfmt", "json"),
+                   help="console on a terminal, else logfmt with <N> priority prefixes "
+                        "for the journal (default: auto)")
+    return p
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = _common()
+    parser = argparse.ArgumentParser(
+        prog="pharosd", parents=[common],
+        description="Monitoring daemon for Linux hosts: statistics, probes, thresholds, "
+                    "alerts and remote_write.")
+    parser.add_argument("--version", action="version", version=f"pharosd {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.add_parser("run", parents=[common], help="run the daemon in the foreground")
+    check = sub.add_parser("check-config", parents=[common],
+                           help="validate a config file; exit 0, or 1 with every error")
+    check.add_argument("path", nargs="?", help="config file (same as -c)")
+    status = sub.add_parser("status", parents=[common], help="show the running daemon's state")
+    status.add_argument("--json", action="store_true", help="machine-readable output")
+    status.add_argument("--socket", metavar="PATH", help="control socket path")
+    test = sub.add_parser("test-alert", parents=[common],
+                          help="send a synthetic firing and resolved alert through the sinks")
+    test.add_argument("--sink", metavar="NAME", help="only this sink")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    command = args.command or "run"
+    from pharosd import logs
+
+    logs.configure(getattr(args, "log_level", "info"), getattr(args, "log_format", "auto"))
+    if command == "status":
+        from pharosd.control import status_main
+
+        return status_main(args)
+    from pharosd.config import load_config, resolve_config_path
+
+    cli_path = getattr(args, "path", None) or getattr(args, "config", None)
+    path = resolve_config_path(cli_path, os.environ)
+    try:
+        loaded = load_config(path, environ=os.environ)
+    except ConfigError as exc:
+        for issue in exc.issues:
+            print(issue, file=sys.stderr)
+        n = len(exc.issues)
+        print(f"{loaded_name(path)}: {n} error{'s' if n != 1 else ''}", file=sys.stderr)
+        return EXIT_USAGE
+    if command == "check-config":
+        c = loaded.config
+        print(f"{loaded.source}: ok ({len(c.statistics)} statistics, {len(c.probes)} probes, "
+              f"{len(c.thresholds)} thresholds, {len(c.sinks)} sinks)")
+        return 0
+    if command == "test-alert":
+        from pharosd.sinks.testalert import run_test_alert
+
+        return run_test_alert(loaded.config, args.sink, sys.stdout)
+    from pharosd.daemon import Daemon
+
+    return Daemon(loaded, config_path=path).run()
+
+
+def loaded_name(path: str | None) -> str:
+    return path or "<embedded default>"
+
+
+if __name__ == "__main__":
+    sys.exit(main())

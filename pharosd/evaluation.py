@@ -1,0 +1,94 @@
+"""The evaluator worker: feeds samples to the pure ``Evaluator`` and publishes its events.
+
+It owns the alert state (the alert managers of every threshold and label
+set live inside the one ``Evaluator``, stepped on this thread only). The
+collector hands it samples through a bounded queue; when the queue is
+full the newest batch is dropped and counted (``dropped_batches``), so a
+stalled evaluator never stalls sampling. Once a second it ticks the
+evaluator so soak and cool elapse even when no sample arrives.
+Reconfiguration is posted to the same thread, so state is never shared.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import structlog
+
+from pharosd.alerting.evaluator import Evaluator
+from pharosd.bus import Bus
+from pharosd.clock import Clock, SystemClock
+from pharosd.config.schema import Config, ThresholdConfig
+from pharosd.model import AlertEvent, Sample
+from pharosd.worker import WorkerContext
+
+log = structlog.get_logger(__name__)
+
+TICK = 1.0
+
+
+class EvaluatorWorker:
+    name = "evaluator"
+    heartbeat_timeout = 15.0
+
+    def __init__(self, evaluator: Evaluator, bus: Bus, clock: Clock | None = None,
+                 queue_size: int = 1024) -> None:
+        self._evaluator = evaluator
+        self._bus = bus
+        self._clock = clock or SystemClock()
+        self._queue: queue.Queue[list[Sample] | Callable[[], list[AlertEvent]]] = (
+            queue.Queue(maxsize=queue_size))
+        self._lock = threading.Lock()   # guards the evaluator against status readers
+        self.dropped_batches = 0
+        self.events_published = 0
+
+    def submit(self, samples: list[Sample]) -> None:
+        """Collector consumer: enqueue a batch, never block."""
+        try:
+            self._queue.put_nowait(samples)
+        except queue.Full:
+            self.dropped_batches += 1
+            if self.dropped_batches in (1, 10, 100) or self.dropped_batches % 1000 == 0:
+                log.warning("evaluator_queue_full", dropped_batches=self.dropped_batches)
+
+    def reconfigure(self, thresholds: Sequence[ThresholdConfig], defaults: Config) -> None:
+        """Apply new thresholds on the worker thread (state kept for unchanged ones)."""
+        ths = list(thresholds)
+
+        def apply() -> list[AlertEvent]:
+            return self._evaluator.reconfigure(ths, defaults)
+
+        self._queue.put(apply, timeout=5.0)
+
+    def open_alerts(self) -> list[dict[str, Any]]:
+        with self._lock:
+            return self._evaluator.open_alerts()
+
+    def run(self, ctx: WorkerContext) -> None:
+        next_tick = self._clock.monotonic() + TICK
+        while not ctx.stopping:
+            ctx.beat()
+            timeout = max(0.0, next_tick - self._clock.monotonic())
+            try:
+                item = self._queue.get(timeout=min(timeout, TICK))
+            except queue.Empty:
+                item = None
+            now, wall = self._clock.monotonic(), self._clock.wall()
+            with self._lock:
+                if callable(item):
+                    events = item()
+                elif item is not None:
+                    events = self._evaluator.observe(item, now, wall)
+                else:
+                    events = []
+                if now >= next_tick:
+                    events += self._evaluator.tick(now, wall)
+                    next_tick = now + TICK
+            for event in events:
+                log.debug("alert_event", status=event.status, rule=event.rule,
+                         level=event.level, labels=dict(event.labels), id=event.id)
+                self._bus.publish(event)
+                self.events_published += 1

@@ -1,0 +1,150 @@
+"""End-to-end: a real ``pharosd run`` subprocess, real signals, a real NOTIFY_SOCKET."""
+
+from __future__ import annotations
+
+import signal
+from pathlib import Path
+
+import pytest
+
+from tests.support.daemon import PharosProcess, read_events, wait_until
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def config(tmp: Path, limit: float = 1, *, soak: str = "1s", extra: str = "",
+           max_restarts: int = 5) -> str:
+    return f"""
+interval: 250ms
+soak: {soak}
+cool: 1s
+state_dir: {tmp}/state
+statistics: [uptime, memory]
+thresholds:
+  - {{name: uptime-high, metric: uptime.seconds, above: {limit}}}
+{extra}
+sinks:
+  - {{name: file, kind: file, path: {tmp}/alerts.jsonl}}
+supervisor: {{max_restarts: {max_restarts}, period: 60s}}
+"""
+
+
+@pytest.fixture
+def daemons():
+    started: list[PharosProcess] = []
+    yield started
+    for d in started:
+        d.stop()
+
+
+def start(daemons: list[PharosProcess], tmp: Path, text: str, **kw) -> PharosProcess:
+    d = PharosProcess(tmp, text, **kw)
+    daemons.append(d)
+    return d
+
+
+def test_ready_fire_resolve_on_reload_and_clean_stop(tmp_path, daemons):
+    d = start(daemons, tmp_path, config(tmp_path))
+    assert d.notify.wait_for(lambda m: "READY=1" in m), d.log()
+    alerts = tmp_path / "alerts.jsonl"
+    assert wait_until(lambda: read_events(alerts), 15), d.log()
+    fired = read_events(alerts)
+    assert [e["status"] for e in fired] == ["firing"]
+    event = fired[0]
+    assert event["rule"] == "uptime-high" and event["level"] == "warning"
+    assert event["metric"] == "uptime.seconds" and event["op"] == "above"
+    assert event["limit"] == 1 and event["value"] > 1
+    assert event["version"] == 1 and event["id"] and event["fingerprint"]
+    assert event["started_at"].endswith("Z") and "uptime" in event["summary"]
+
+    # A reload to a limit no host reaches resolves the alert after the cool.
+    d.write_config(config(tmp_path, limit=1e12))
+    d.signal(signal.SIGHUP)
+    assert d.notify.wait_for(lambda m: "RELOADING=1" in m)
+    assert wait_until(lambda: len(read_events(alerts)) >= 2, 15), d.log()
+    events = read_events(alerts)
+    assert [e["status"] for e in events] == ["firing", "resolved"]
+    assert events[1]["fingerprint"] == event["fingerprint"]
+    assert events[1]["id"] != event["id"]
+    assert d.notify.count("READY=1") >= 2
+
+    d.signal(signal.SIGTERM)
+    assert d.proc.wait(5) == 0
+    assert "STOPPING=1" in d.notify.lines()
+
+
+def test_unchanged_threshold_keeps_state_across_reload(tmp_path, daemons):
+    d = start(daemons, tmp_path, config(tmp_path))
+    alerts = tmp_path / "alerts.jsonl"
+    assert wait_until(lambda: read_events(alerts), 15), d.log()
+    # Same threshold, one more statistic: the open alert must neither refire nor resolve.
+    d.write_config(config(tmp_path).replace("[uptime, memory]", "[uptime, memory, load]"))
+    d.signal(signal.SIGHUP)
+    assert d.wait_log("reload_done"), d.log()
+    assert d.notify.wait_for(lambda m: m.count("READY=1") >= 2)
+    wait_until(lambda: False, 2.0)  # a soak and a cool's worth of time for a wrong event
+    assert [e["status"] for e in read_events(alerts)] == ["firing"]
+
+
+def test_broken_reload_keeps_running_alerting_and_pinging(tmp_path, daemons):
+    d = start(daemons, tmp_path, config(tmp_path, soak="3s"))
+    assert d.notify.wait_for(lambda m: "READY=1" in m), d.log()
+    d.write_config(config(tmp_path).replace("above: 1", "abvoe: ninety"))
+    d.signal(signal.SIGHUP)
+    assert d.wait_log("reload_failed"), d.log()
+    assert "did you mean 'above'" in d.log()
+    assert d.notify.wait_for(
+        lambda m: any(x.startswith("STATUS=reload failed") for x in m)), d.notify.lines()
+    pings_after = d.notify.count("WATCHDOG=1")
+    # The old config still runs: its threshold fires after its soak, and pings go on.
+    alerts = tmp_path / "alerts.jsonl"
+    assert wait_until(lambda: read_events(alerts), 15), d.log()
+    assert d.notify.wait_for(lambda m: m.count("WATCHDOG=1") >= pings_after + 2)
+    assert d.proc.poll() is None
+
+
+def test_crashed_worker_is_restarted(tmp_path, daemons):
+    d = start(daemons, tmp_path, config(tmp_path),
+              env={"PHAROSD_TEST_FAULTS": "evaluator:crash-once"})
+    assert d.wait_log("worker_crashed"), d.log()
+    assert d.wait_log("worker_restarted"), d.log()
+    assert "InjectedFault" in d.log()
+    alerts = tmp_path / "alerts.jsonl"
+    assert wait_until(lambda: read_events(alerts), 15), d.log()
+    assert d.proc.poll() is None
+
+
+def test_worker_that_keeps_crashing_ends_the_process_with_70(tmp_path, daemons):
+    d = start(daemons, tmp_path, config(tmp_path, max_restarts=2),
+              env={"PHAROSD_TEST_FAULTS": "evaluator:crash-always"})
+    assert d.proc.wait(30) == 70, d.log()
+    assert "supervisor_gave_up" in d.log()
+    assert d.log().count("worker_crashed") == 3
+
+
+def test_hung_worker_stops_watchdog_pings(tmp_path, daemons):
+    d = start(daemons, tmp_path, config(tmp_path), env={"PHAROSD_TEST_FAULTS": "control:hang"},
+              watchdog_usec=1_000_000)
+    assert d.notify.wait_for(lambda m: "READY=1" in m), d.log()
+    assert d.wait_log("watchdog_withheld"), d.log()
+    withheld_at = d.notify.count("WATCHDOG=1")
+    # Once withheld, no further pings: the hung worker never beats again.
+    assert d.wait_log("hung_workers", 5)
+    wait_until(lambda: False, 2.0)
+    assert d.notify.count("WATCHDOG=1") == withheld_at
+
+
+def test_sigint_also_stops_cleanly(tmp_path, daemons):
+    d = start(daemons, tmp_path, config(tmp_path))
+    assert d.notify.wait_for(lambda m: "READY=1" in m), d.log()
+    d.signal(signal.SIGINT)
+    assert d.proc.wait(5) == 0
+    assert "daemon_stopped" in d.log()
+
+
+def test_invalid_config_at_start_exits_1_with_positions(tmp_path, daemons):
+    d = start(daemons, tmp_path, "interval: fast\nthresholds: 3\n")
+    assert d.proc.wait(10) == 1
+    out = d.log()
+    assert "pharos.yaml:1:11: interval:" in out
+    assert "pharos.yaml:2:13: thresholds:" in out
