@@ -1,0 +1,356 @@
+"""The collector worker: polls every source on its own schedule and hands samples on.
+
+One thread (``run``) owns the schedule. Each source is due on its own
+``every`` by the monotonic clock, without drift: the next due time is the
+previous due time plus ``every``; if the loop fell behind, the slots that
+passed are skipped (and counted as ``missed``) instead of run in a burst.
+A source's first run is as soon as it is added.
+
+* Non-blocking sources (the statistics) run inline on the collector thread.
+* Blocking sources (``blocking = True``: probes with their own timeouts) run
+  on a small ``ThreadPoolExecutor`` (``max_blocking`` threads), at most one
+  run in flight per source; when a run is still in flight at the source's
+  next due time, that slot is skipped and counted (``skipped``). Their
+  results are delivered from the pool thread when they finish.
+
+``collect(now)`` gets the wall-clock time to stamp samples with. Each
+source's list of samples (when not empty) goes to every consumer, each
+getting its own list; a consumer must not block (it puts into a bounded
+queue) and one that raises is logged (once per distinct error) and counted,
+and the others still get the samples.
+
+A source that raises is logged once per distinct error message
+(``source_failed``; ``source_recovered`` when a run succeeds again), counted,
+and polled again at its next due time. ``first_collection`` is set once
+every non-blocking source has run (succeeded or failed) once: the daemon
+sends ``READY=1`` on it.
+
+``reconfigure(sources)`` may be called from any thread. Sources are matched
+by ``key`` (``source_key``): a source whose key is unchanged keeps its
+running instance, schedule, counters and state (a statistic's rate
+baselines); new keys are added and run at once; removed ones are dropped
+(a run of theirs still in flight is discarded). A source without a ``key``
+attribute only matches itself.
+
+``run(ctx)`` beats the heartbeat at least once a second and returns
+promptly once ``ctx.stopping``; it shuts the pool down without waiting for
+runs in flight (queued runs are cancelled; one already running finishes on
+its own and is delivered like any other, unless its source was removed).
+The schedule and counters live in the object, so a restarted ``run`` goes
+on where the last one stopped.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections.abc import Callable, Hashable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+
+from pharosd.clock import Clock, SystemClock
+from pharosd.errors import ProbeError
+from pharosd.model import Sample
+from pharosd.source import Source
+from pharosd.worker import WorkerContext
+
+log = structlog.get_logger(__name__)
+
+Consumer = Callable[[list[Sample]], None]
+
+BEAT_EVERY = 1.0        # the longest the loop sleeps between heartbeats
+MIN_EVERY = 0.01        # a source's `every` is never taken as less than this
+
+
+def source_key(source: Source) -> Hashable:
+    """What identifies a source across ``reconfigure``: its ``key`` attribute,
+    else the object itself."""
+    key = getattr(source, "key", None)
+    if key is None:
+        return ("object", id(source))
+    return key
+
+
+def _describe(e: BaseException) -> str:
+    text = str(e)
+    return f"{type(e).__name__}: {text}" if text else type(e).__name__
+
+
+def _collect(source: Source, now: float) -> list[Sample]:
+    return list(source.collect(now))
+
+
+def _consumer_name(c: Consumer) -> str:
+    name = getattr(c, "__qualname__", None) or getattr(c, "__name__", None)
+    if name is None:
+        name = type(c).__qualname__
+    return str(name)
+
+
+def next_due(due: float, every: float, now: float) -> tuple[float, int]:
+    """The slot after ``due`` that is still ahead of ``now``, and how many
+    slots were passed over to get there."""
+    nxt = due + every
+    if nxt > now:
+        return nxt, 0
+    missed = math.floor((now - nxt) / every) + 1
+    nxt += missed * every
+    if nxt <= now:          # float rounding
+        nxt += every
+        missed += 1
+    return nxt, missed
+
+
+@dataclass(eq=False)
+class _Entry:
+    source: Source
+    key: Hashable
+    due: float | None = None          # None: run at the next loop pass
+    runs: int = 0
+    failures: int = 0
+    skipped: int = 0
+    missed: int = 0
+    last_run: float | None = None     # wall time of the last finished run's start
+    last_error: str | None = None
+    failing: bool = False
+    logged_error: str | None = None
+    ran_once: bool = False
+    active: bool = True
+    skipping: bool = False
+    in_flight: Future[list[Sample]] | None = None
+
+    @property
+    def every(self) -> float:
+        return max(MIN_EVERY, float(self.source.every))
+
+
+class Collector:
+    """The worker that polls sources; see the module docstring."""
+
+    name = "collector"
+    heartbeat_timeout = 30.0
+
+    def __init__(self, sources: Sequence[Source], consumers: Sequence[Consumer],
+                 clock: Clock | None = None, max_blocking: int = 4) -> None:
+        if max_blocking < 1:
+            raise ValueError(f"max_blocking must be at least 1, got {max_blocking}")
+        self._clock: Clock = clock if clock is not None else SystemClock()
+        self._max_blocking = max_blocking
+        self._consumers = tuple(consumers)
+        self._lock = threading.Lock()
+        self._entries: list[_Entry] = [_Entry(s, source_key(s)) for s in sources]
+        self._consumer_errors: dict[int, str] = {}
+        self._consumer_failures = 0
+        self.first_collection = threading.Event()
+
+    # -- other threads -----------------------------------------------------
+
+    def reconfigure(self, sources: Sequence[Source]) -> None:
+        """Swap the set of sources, keeping the instances whose key is unchanged."""
+        with self._lock:
+            old: dict[Hashable, _Entry] = {}
+            for e in self._entries:
+                old.setdefault(e.key, e)
+            entries: list[_Entry] = []
+            kept = added = 0
+            for s in sources:
+                key = source_key(s)
+                entry = old.pop(key, None)
+                if entry is None:
+                    entry = _Entry(s, key)
+                    added += 1
+                else:
+                    kept += 1
+                entries.append(entry)
+            for e in self._entries:
+                if e not in entries:
+                    e.active = False
+            removed = sum(1 for e in self._entries if not e.active)
+            self._entries = entries
+        log.info("collector_reconfigured", kept=kept, added=added, removed=removed)
+
+    def status(self) -> dict[str, dict[str, Any]]:
+        """Per source (by name; a repeated name gets ``#2``...): last run (wall
+        seconds), last error, runs, failures, skipped, missed and more."""
+        out: dict[str, dict[str, Any]] = {}
+        with self._lock:
+            for e in self._entries:
+                name = e.source.name
+                n = 2
+                while name in out:
+                    name = f"{e.source.name}#{n}"
+                    n += 1
+                out[name] = {
+                    "blocking": bool(e.source.blocking),
+                    "every": e.every,
+                    "last_run": e.last_run,
+                    "last_error": e.last_error,
+                    "failing": e.failing,
+                    "runs": e.runs,
+                    "failures": e.failures,
+                    "skipped": e.skipped,
+                    "missed": e.missed,
+                    "in_flight": e.in_flight is not None,
+                }
+        return out
+
+    @property
+    def consumer_failures(self) -> int:
+        """How many deliveries to a consumer raised."""
+        with self._lock:
+            return self._consumer_failures
+
+    # -- the worker thread -------------------------------------------------
+
+    def run(self, ctx: WorkerContext) -> None:
+        pool = ThreadPoolExecutor(max_workers=self._max_blocking,
+                                  thread_name_prefix="pharos-source")
+        try:
+            while not ctx.stopping:
+                ctx.beat()
+                now = self._clock.monotonic()
+                with self._lock:
+                    entries = list(self._entries)
+                for e in entries:
+                    if ctx.stopping:
+                        break
+                    if e.due is not None and e.due > now:
+                        continue
+                    self._advance(e, now)
+                    if e.source.blocking:
+                        self._submit(e, pool)
+                    else:
+                        self._run_inline(e)
+                        ctx.beat()
+                self._check_first_collection()
+                ctx.wait(self._sleep_for())
+        finally:
+            pool.shutdown(wait=False, cancel_futures=True)
+
+    def _advance(self, e: _Entry, now: float) -> None:
+        with self._lock:
+            if e.due is None:
+                e.due = now + e.every
+            else:
+                e.due, missed = next_due(e.due, e.every, now)
+                e.missed += missed
+
+    def _sleep_for(self) -> float:
+        now = self._clock.monotonic()
+        with self._lock:
+            wait = BEAT_EVERY
+            for e in self._entries:
+                if e.due is None:
+                    return 0.0
+                wait = min(wait, e.due - now)
+        return max(0.0, wait)
+
+    def _run_inline(self, e: _Entry) -> None:
+        wall = self._clock.wall()
+        try:
+            samples = _collect(e.source, wall)
+        except Exception as ex:
+            self._finish(e, wall, [], ex)
+        else:
+            self._finish(e, wall, samples, None)
+
+    def _submit(self, e: _Entry, pool: ThreadPoolExecutor) -> None:
+        busy = first_skip = False
+        with self._lock:
+            if e.in_flight is not None:
+                busy = True
+                e.skipped += 1
+                first_skip = not e.skipping
+                e.skipping = True
+            skipped = e.skipped
+        if busy:
+            if first_skip:
+                log.warning("source_skipped", source=e.source.name,
+                            reason="previous run still in flight", skipped=skipped)
+            return
+        wall = self._clock.wall()
+        with self._lock:
+            try:
+                fut = pool.submit(_collect, e.source, wall)
+            except RuntimeError:        # the pool is shutting down
+                return
+            e.in_flight = fut
+            e.skipping = False
+        fut.add_done_callback(lambda f: self._on_done(e, wall, f))
+
+    def _on_done(self, e: _Entry, wall: float, fut: Future[list[Sample]]) -> None:
+        try:
+            if fut.cancelled():
+                return
+            exc = fut.exception()
+            if exc is not None:
+                self._finish(e, wall, [], exc)
+            else:
+                self._finish(e, wall, fut.result(), None)
+        finally:
+            with self._lock:
+                if e.in_flight is fut:
+                    e.in_flight = None
+
+    def _finish(self, e: _Entry, wall: float, samples: list[Sample],
+                err: BaseException | None) -> None:
+        name = e.source.name
+        message = ""
+        announce = recovered = False
+        with self._lock:
+            e.runs += 1
+            e.last_run = wall
+            e.ran_once = True
+            active = e.active
+            if err is not None:
+                message = _describe(err)
+                e.failures += 1
+                e.failing = True
+                e.last_error = message
+                announce = message != e.logged_error
+                e.logged_error = message
+            else:
+                recovered = e.logged_error is not None
+                e.logged_error = None
+                e.failing = False
+        if err is not None:
+            if announce:
+                kw: dict[str, Any] = {}
+                if not isinstance(err, ProbeError | OSError):
+                    kw["exc_info"] = err        # unexpected: keep the traceback
+                log.warning("source_failed", source=name, error=message, **kw)
+        elif recovered:
+            log.info("source_recovered", source=name)
+        if samples and active:
+            self._deliver(samples)
+
+    def _deliver(self, samples: list[Sample]) -> None:
+        for i, consumer in enumerate(self._consumers):
+            try:
+                consumer(list(samples))
+            except Exception as ex:
+                message = _describe(ex)
+                with self._lock:
+                    self._consumer_failures += 1
+                    announce = self._consumer_errors.get(i) != message
+                    self._consumer_errors[i] = message
+                if announce:
+                    log.error("consumer_failed", consumer=_consumer_name(consumer),
+                              error=message, exc_info=ex)
+            else:
+                if i in self._consumer_errors:
+                    with self._lock:
+                        gone = self._consumer_errors.pop(i, None)
+                    if gone is not None:
+                        log.info("consumer_recovered", consumer=_consumer_name(consumer))
+
+    def _check_first_collection(self) -> None:
+        if self.first_collection.is_set():
+            return
+        with self._lock:
+            ready = all(e.ran_once for e in self._entries if not e.source.blocking)
+        if ready:
+            self.first_collection.set()
