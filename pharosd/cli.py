@@ -86,7 +86,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run_test_alert(loaded.config, args.sink, sys.stdout)
     from pharosd.daemon import Daemon
 
-    return Daemon(loaded, config_path=path).run()
+    code = Daemon(loaded, config_path=path).run()
+    # Workers are joined (or timed out) by now; a probe thread stuck in a
+    # plugin must not hold the exit, so leave without the interpreter's joins.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def loaded_name(path: str | None) -> str:
