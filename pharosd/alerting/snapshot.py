@@ -1,0 +1,93 @@
+"""``AlertState`` to and from plain JSON-able data, so a restart can restore alerts.
+
+Monotonic times do not survive a restart, so they are stored as ages
+(seconds before the export's ``now``) and turned back into times relative to
+the import's ``now``: the time the daemon was down does not count towards a
+soak or a cool. Wall times (``started_at``, ``breach_wall``) are kept as is.
+``state_from_dict`` raises ``ValueError`` on data it cannot read.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+from pharosd.alerting.machine import LEVEL_RANK, AlertState, Observation, Phase
+from pharosd.model import Level
+
+_MONO = ("breach_since", "fired_at", "recover_since", "lower_since")
+_WALL = ("breach_wall", "started_at")
+
+
+def state_to_dict(state: AlertState, now: float) -> dict[str, Any]:
+    """``state`` as JSON-able data, monotonic times as ages before ``now``."""
+    d: dict[str, Any] = {"phase": state.phase.value, "level": state.level}
+    for name in _MONO:
+        t = getattr(state, name)
+        d[name + "_age"] = None if t is None else max(0.0, now - t)
+    for name in _WALL:
+        d[name] = getattr(state, name)
+    last = state.last
+    d["last"] = None if last is None else {
+        "level": last.level, "value": _num(last.value), "limit": _num(last.limit)}
+    return d
+
+
+def state_from_dict(d: Mapping[str, Any], now: float) -> AlertState:
+    """Inverse of ``state_to_dict``, with times relative to ``now``."""
+    try:
+        phase = Phase(d["phase"])
+        level = _level(d.get("level"))
+        mono = {}
+        for name in _MONO:
+            age = d.get(name + "_age")
+            mono[name] = None if age is None else now - max(0.0, float(age))
+        wall = {name: _opt_float(d.get(name)) for name in _WALL}
+        raw = d.get("last")
+        last = None if raw is None else Observation(
+            _level(raw.get("level")), _float(raw.get("value")), _opt_float(raw.get("limit")))
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
+        raise ValueError(f"unreadable alert state {dict(d)!r}: {e}") from e
+    state = AlertState(phase=phase, level=level, last=last, **mono, **wall)
+    _check(state)
+    return state
+
+
+def _check(s: AlertState) -> None:
+    need: tuple[str, ...] = ()
+    if s.phase is Phase.PENDING:
+        need = ("level", "last", "breach_since")
+    elif s.phase is Phase.FIRING:
+        need = ("level", "last", "breach_since", "fired_at", "started_at")
+    elif s.phase is Phase.RESOLVING:
+        need = ("level", "last", "breach_since", "fired_at", "started_at", "recover_since")
+    missing = [n for n in need if getattr(s, n) is None]
+    if missing:
+        raise ValueError(f"alert state in phase {s.phase.value} lacks {', '.join(missing)}")
+    if s.phase is not Phase.OK and s.last is not None and (
+            s.last.breaching == (s.phase is Phase.RESOLVING)):
+        raise ValueError(f"alert state in phase {s.phase.value} has a contrary observation")
+
+
+def _level(v: Any) -> Level | None:
+    if v is None:
+        return None
+    if v not in LEVEL_RANK:
+        raise ValueError(f"expected info, warning or critical, got {v!r}")
+    level: Level = v
+    return level
+
+
+def _num(v: float | None) -> float | str | None:
+    if v is None or math.isfinite(v):
+        return v
+    return repr(v)          # "nan", "inf", "-inf": JSON has no such numbers
+
+
+def _float(v: Any) -> float:
+    return float(v)
+
+
+def _opt_float(v: Any) -> float | None:
+    return None if v is None else float(v)

@@ -1,0 +1,264 @@
+"""The human summary of an alert event: ``memory used 93.2% > 90% for 1m``.
+
+Owns a small catalogue of the built-in metrics (docs/metrics.md): a
+description (which may name labels, ``disk {mount} used``) and a unit that
+says how values read (percent, bytes as KiB/MiB/GiB, seconds as 1m30s,
+per-second rates, counts, degrees, probe status). An unknown metric reads as
+its name with its labels and plain numbers.
+
+A threshold's ``summary`` template replaces the generated text; it is
+formatted with ``str.format`` and the placeholders listed in
+``PLACEHOLDERS`` plus the instance's label names. A template that fails
+(an unknown placeholder, a bad format spec) or renders blank falls back to
+the generated text; it never raises.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Literal
+
+from pharosd.alerting.machine import Transition
+from pharosd.alerting.rules import Rule
+from pharosd.model import Labels
+
+Unit = Literal["percent", "bytes", "bytes_per_second", "per_second", "seconds",
+               "count", "number", "celsius", "status"]
+
+PLACEHOLDERS = ("rule", "metric", "value", "limit", "level", "previous_level", "op",
+                "note", "labels", "status", "duration", "reason")
+"""Template placeholders besides the label names (which lose to these)."""
+
+
+@dataclass(frozen=True, slots=True)
+class MetricInfo:
+    description: str
+    unit: Unit
+
+
+def _catalogue() -> dict[str, MetricInfo]:
+    c: dict[str, MetricInfo] = {}
+
+    def add(metric: str, description: str, unit: Unit) -> None:
+        c[metric] = MetricInfo(description, unit)
+
+    add("cpu.percent", "cpu busy", "percent")
+    add("cpu.iowait_percent", "cpu iowait", "percent")
+    add("cpu.steal_percent", "cpu steal", "percent")
+    add("cpu.core_percent", "cpu {cpu} busy", "percent")
+    for n in ("1", "5", "15"):
+        add(f"load.{n}", f"load ({n}m)", "number")
+        add(f"load.per_core_{n}", f"load per core ({n}m)", "number")
+    for area in ("memory", "swap"):
+        add(f"{area}.total_bytes", f"{area} total", "bytes")
+        add(f"{area}.used_bytes", f"{area} used", "bytes")
+        add(f"{area}.used_percent", f"{area} used", "percent")
+    add("memory.available_bytes", "memory available", "bytes")
+    add("disk.total_bytes", "disk {mount} size", "bytes")
+    add("disk.used_bytes", "disk {mount} used", "bytes")
+    add("disk.free_bytes", "disk {mount} free", "bytes")
+    add("disk.used_percent", "disk {mount} used", "percent")
+    add("disk.inodes_total", "disk {mount} inodes", "count")
+    add("disk.inodes_used", "disk {mount} inodes used", "count")
+    add("disk.inodes_free", "disk {mount} inodes free", "count")
+    add("disk.inodes_used_percent", "disk {mount} inodes used", "percent")
+    add("diskio.read_bytes_per_second", "disk {device} read", "bytes_per_second")
+    add("diskio.write_bytes_per_second", "disk {device} write", "bytes_per_second")
+    add("diskio.reads_per_second", "disk {device} reads", "per_second")
+    add("diskio.writes_per_second", "disk {device} writes", "per_second")
+    for d, verb, noun in (("rx", "received", "receive"), ("tx", "sent", "send")):
+        add(f"network.{d}_bytes_per_second", f"network {{interface}} {verb}",
+            "bytes_per_second")
+        add(f"network.{d}_packets_per_second", f"network {{interface}} packets {verb}",
+            "per_second")
+        add(f"network.{d}_errors_per_second", f"network {{interface}} {noun} errors",
+            "per_second")
+        add(f"network.{d}_drops_per_second", f"network {{interface}} {noun} drops",
+            "per_second")
+    add("processes.total", "processes", "count")
+    for state in ("running", "blocked", "zombie"):
+        add(f"processes.{state}", f"{state} processes", "count")
+    add("files.open", "open files", "count")
+    add("files.max", "max open files", "count")
+    add("files.used_percent", "open files", "percent")
+    add("uptime.seconds", "uptime", "seconds")
+    add("temperature.celsius", "temperature {sensor} {label}", "celsius")
+    return c
+
+
+CATALOGUE: Mapping[str, MetricInfo] = _catalogue()
+
+_PROBE_STATUS = re.compile(r"^probe\.(?P<name>.+)\.(?P<what>status|state)$")
+_STATUS_NAMES = {0: "OK", 1: "WARNING", 2: "CRITICAL", 3: "UNKNOWN"}
+_FIELD = re.compile(r"\{(\w+)\}")
+
+
+def metric_info(metric: str, labels: Labels = ()) -> MetricInfo:
+    """The description (labels filled in) and unit of ``metric``."""
+    info = CATALOGUE.get(metric)
+    if info is not None:
+        values = dict(labels)
+        text = _FIELD.sub(lambda m: values.get(m.group(1), ""), info.description)
+        return MetricInfo(" ".join(text.split()), info.unit)
+    m = _PROBE_STATUS.match(metric)
+    if m is not None:
+        return MetricInfo(f"probe {m.group('name')} {m.group('what')}", "status")
+    if labels:
+        inner = ",".join(f"{k}={v}" for k, v in labels)
+        return MetricInfo(f"{metric}{{{inner}}}", "number")
+    return MetricInfo(metric, "number")
+
+
+# -- numbers ------------------------------------------------------------------
+
+
+def format_duration(seconds: float) -> str:
+    """``30s``, ``1m``, ``1m30s``, ``1h``, ``2d3h``; under a second ``250ms``."""
+    if not math.isfinite(seconds) or seconds <= 0:
+        return "0s"
+    if seconds < 1:
+        return f"{max(1, round(seconds * 1000))}ms"
+    rest = round(seconds)
+    parts = []
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        n, rest = divmod(rest, size)
+        if n:
+            parts.append(f"{n}{unit}")
+    return "".join(parts)
+
+
+def _compact(x: float) -> str:
+    """A number as people write it: 90, 2.5, 0.125 (at most 2 decimals above 1)."""
+    if math.isnan(x):
+        return "NaN"
+    if math.isinf(x):
+        return "inf" if x > 0 else "-inf"
+    if x == int(x) and abs(x) < 1e15:
+        return str(int(x))
+    if abs(x) < 1:
+        return f"{x:.3g}"
+    return f"{x:.2f}".rstrip("0").rstrip(".")
+
+
+def _bytes(x: float, exact: bool) -> str:
+    if not math.isfinite(x):
+        return _compact(x)
+    size, unit = abs(x), "B"
+    for name in ("KiB", "MiB", "GiB", "TiB", "PiB"):
+        if size < 1024:
+            break
+        size, unit = size / 1024, name
+    size = math.copysign(size, x)
+    if unit == "B":
+        return f"{_compact(round(x))} B"
+    return f"{_compact(size) if exact else f'{size:.1f}'} {unit}"
+
+
+def format_value(value: float | None, unit: Unit, *, limit: bool = False) -> str:
+    """``value`` in ``unit`` for people; ``limit=True`` drops needless decimals."""
+    if value is None:
+        return "?"
+    if unit == "seconds":
+        return format_duration(value)
+    if unit == "bytes":
+        return _bytes(value, limit)
+    if unit == "bytes_per_second":
+        return _bytes(value, limit) + "/s"
+    if not math.isfinite(value) or limit:
+        text = _compact(value)
+    elif unit in ("percent", "celsius"):
+        text = f"{value:.1f}"
+    else:
+        text = _compact(value)
+    if unit == "percent":
+        return text + "%"
+    if unit == "celsius":
+        return text + "°C"
+    if unit == "per_second":
+        return text + "/s"
+    if unit == "status" and not limit and value in _STATUS_NAMES:
+        return f"{_STATUS_NAMES[int(value)]} ({text})"
+    return text
+
+
+# -- summaries ----------------------------------------------------------------
+
+
+def summarize(rule: Rule, event: Transition, labels: Labels, note: str | None = None,
+              reason: str | None = None) -> str:
+    """The summary of ``event``: the rule's template if it renders, else generated.
+
+    ``reason`` explains a resolution that is not a recovery (a reload that
+    removed the threshold, a series that stopped reporting); a template that
+    does not place ``{reason}`` gets `` (resolved: REASON)`` appended.
+    """
+    if rule.summary:
+        text = render_template(rule.summary, rule, event, labels, note, reason)
+        if text is not None and text.strip():
+            if reason and "{reason" not in rule.summary:
+                text += f" (resolved: {reason})"
+            return text
+    return generated_summary(rule, event, labels, note, reason)
+
+
+def render_template(template: str, rule: Rule, event: Transition, labels: Labels,
+                    note: str | None = None, reason: str | None = None) -> str | None:
+    """``template`` formatted, or None if it cannot be (it never raises)."""
+    unit = metric_info(rule.metric, labels).unit
+    fields: dict[str, str] = dict(labels)
+    fields.update(
+        rule=rule.name,
+        metric=rule.metric,
+        value=format_value(event.value, unit),
+        limit=format_value(event.limit, unit, limit=True),
+        level=event.level,
+        previous_level=event.previous_level or "",
+        op=_symbol(rule),
+        note=note or "",
+        labels=", ".join(f"{k}={v}" for k, v in labels),
+        status=event.status,
+        duration=format_duration(event.duration),
+        reason=reason or "",
+    )
+    try:
+        return template.format_map(fields)
+    except (KeyError, IndexError, ValueError, AttributeError, TypeError):
+        return None
+
+
+def generated_summary(rule: Rule, event: Transition, labels: Labels,
+                      note: str | None = None, reason: str | None = None) -> str:
+    info = metric_info(rule.metric, labels)
+    value = format_value(event.value, info.unit)
+    limit = format_value(event.limit, info.unit, limit=True)
+    window = (f"{rule.window_mode} over {format_duration(rule.window_over)}"
+              if rule.window_over is not None else None)
+    duration = format_duration(event.duration)
+    if event.status == "resolved":
+        head = f"{info.description} {value}" + (f" ({window})" if window else "")
+        if reason:
+            text = f"{head}: {reason}, resolved after {duration}"
+        else:
+            back = "below" if rule.op == "above" else "above"
+            text = f"{head}, back {back} {limit} after {duration}"
+    else:
+        quals = [q for q in (window,) if q]
+        if rule.multi_level or event.previous_level is not None:
+            quals.append(event.level)
+        if event.previous_level is not None:
+            quals.append(f"was {event.previous_level}")
+        text = f"{info.description} {value} {_symbol(rule)} {limit}"
+        if quals:
+            text += f" ({', '.join(quals)})"
+        if event.duration >= 1:
+            text += f" for {duration}"
+    if note:
+        text += f": {note}"
+    return text
+
+
+def _symbol(rule: Rule) -> str:
+    return ">" if rule.op == "above" else "<"
