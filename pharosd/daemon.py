@@ -109,7 +109,8 @@ class Daemon:
             handle = self.bus.subscribe(sink_cfg.name, worker.submit)
             self.sinks[sink_cfg.name] = _SinkSlot(sink_cfg, worker, handle)
         self.evaluator = EvaluatorWorker(
-            Evaluator(all_thresholds(cfg), cfg, self.host), self.bus)
+            Evaluator(all_thresholds(cfg), cfg, self.host), self.bus,
+            state_path=os.path.join(self.state_dir, "alert-state.json"))
         self.pipeline = Pipeline(cfg, state_dir=self.state_dir, host=self.host)
         sources = build_sources(cfg)
         if self.pipeline.enabled:

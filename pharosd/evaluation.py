@@ -7,10 +7,18 @@ full the newest batch is dropped and counted (``dropped_batches``), so a
 stalled evaluator never stalls sampling. Once a second it ticks the
 evaluator so soak and cool elapse even when no sample arrives.
 Reconfiguration is posted to the same thread, so state is never shared.
+
+With a ``state_path``, open and pending alerts are saved there (atomically,
+at most every ``SAVE_EVERY`` seconds when they changed, and on stop) and
+restored when the worker first runs, so a restart neither re-fires an alert
+that is already firing nor forgets one: soak and cool go on from where they
+were, not counting the time the daemon was down.
 """
 
 from __future__ import annotations
 
+import json
+import os
 import queue
 import threading
 from collections.abc import Callable, Sequence
@@ -28,6 +36,7 @@ from pharosd.worker import WorkerContext
 log = structlog.get_logger(__name__)
 
 TICK = 1.0
+SAVE_EVERY = 10.0
 
 
 class EvaluatorWorker:
@@ -35,8 +44,11 @@ class EvaluatorWorker:
     heartbeat_timeout = 15.0
 
     def __init__(self, evaluator: Evaluator, bus: Bus, clock: Clock | None = None,
-                 queue_size: int = 1024) -> None:
+                 queue_size: int = 1024, state_path: str | None = None) -> None:
         self._evaluator = evaluator
+        self._state_path = state_path
+        self._restored = False
+        self._saved: dict[str, Any] | None = None
         self._bus = bus
         self._clock = clock or SystemClock()
         self._queue: queue.Queue[list[Sample] | Callable[[], list[AlertEvent]]] = (
@@ -67,8 +79,61 @@ class EvaluatorWorker:
         with self._lock:
             return self._evaluator.open_alerts()
 
+    def _restore(self) -> list[AlertEvent]:
+        self._restored = True
+        if not self._state_path:
+            return []
+        try:
+            with open(self._state_path, encoding="utf-8") as f:
+                data = json.load(f)
+        except FileNotFoundError:
+            return []
+        except (OSError, ValueError) as exc:
+            log.warning("alert_state_unreadable", path=self._state_path, error=str(exc))
+            return []
+        events = self._evaluator.import_state(data, self._clock.monotonic(), self._clock.wall())
+        self._saved = data
+        log.info("alert_state_restored", path=self._state_path,
+                 rules=len(data.get("rules", {})), resolved=len(events))
+        return events
+
+    def _save(self) -> None:
+        if not self._state_path:
+            return
+        data = self._evaluator.export_state(self._clock.monotonic())
+        if data == self._saved and not data["rules"]:
+            return
+        tmp = f"{self._state_path}.tmp"
+        try:
+            with open(tmp, "w", encoding="utf-8") as f:
+                json.dump(data, f)
+            os.replace(tmp, self._state_path)
+        except OSError as exc:
+            log.warning("alert_state_save_failed", path=self._state_path, error=str(exc))
+            return
+        self._saved = data
+
+    def _publish(self, events: list[AlertEvent]) -> None:
+        for event in events:
+            log.debug("alert_event", status=event.status, rule=event.rule,
+                      level=event.level, labels=dict(event.labels), id=event.id)
+            self._bus.publish(event)
+            self.events_published += 1
+
     def run(self, ctx: WorkerContext) -> None:
+        if not self._restored:
+            with self._lock:
+                events = self._restore()
+            self._publish(events)
         next_tick = self._clock.monotonic() + TICK
+        next_save = self._clock.monotonic() + SAVE_EVERY
+        try:
+            self._loop(ctx, next_tick, next_save)
+        finally:
+            with self._lock:
+                self._save()
+
+    def _loop(self, ctx: WorkerContext, next_tick: float, next_save: float) -> None:
         while not ctx.stopping:
             ctx.beat()
             timeout = max(0.0, next_tick - self._clock.monotonic())

@@ -39,8 +39,12 @@ class WorkerContext:
 
 
 class Worker(Protocol):
-    name: str
-    # Seconds without a beat after which the worker counts as hung.
-    heartbeat_timeout: float
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def heartbeat_timeout(self) -> float:
+        """Seconds without a beat after which the worker counts as hung."""
+        ...
 
     def run(self, ctx: WorkerContext) -> None: ...

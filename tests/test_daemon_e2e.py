@@ -148,3 +148,17 @@ def test_invalid_config_at_start_exits_1_with_positions(tmp_path, daemons):
     out = d.log()
     assert "pharos.yaml:1:11: interval:" in out
     assert "pharos.yaml:2:13: thresholds:" in out
+
+
+def test_restart_keeps_firing_alert_without_refiring(tmp_path, daemons):
+    alerts = tmp_path / "alerts.jsonl"
+    d = start(daemons, tmp_path, config(tmp_path))
+    assert wait_until(lambda: read_events(alerts), 15), d.log()
+    d.signal(signal.SIGTERM)
+    assert d.proc.wait(5) == 0
+    assert (tmp_path / "state" / "alert-state.json").exists()
+    d2 = start(daemons, tmp_path, config(tmp_path))
+    assert d2.wait_log("alert_state_restored"), d2.log()
+    assert d2.notify.wait_for(lambda m: "READY=1" in m)
+    wait_until(lambda: False, 3.0)  # three soaks' worth: a re-fire would show by now
+    assert [e["status"] for e in read_events(alerts)] == ["firing"]

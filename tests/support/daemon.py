@@ -78,8 +78,9 @@ class PharosProcess:
         self.tmp = tmp
         self.config = tmp / "pharos.yaml"
         self.config.write_text(config_text)
-        self.notify = NotifySocket(tmp / "notify.sock")
-        self.log_path = tmp / "pharosd.log"
+        n = sum(1 for _ in tmp.glob("notify-*.sock"))
+        self.notify = NotifySocket(tmp / f"notify-{n}.sock")
+        self.log_path = tmp / f"pharosd-{n}.log"
         full_env = {k: v for k, v in os.environ.items() if not k.startswith("PHAROS")}
         full_env.update({"NOTIFY_SOCKET": str(self.notify.path), "PYTHONUNBUFFERED": "1",
                          "RUNTIME_DIRECTORY": str(tmp / "run")})
