@@ -40,6 +40,7 @@ from pharosd.pipeline.telemetry import TelemetrySource
 from pharosd.probes.factory import build_probe, status_thresholds
 from pharosd.sinks.config import SinkConfig
 from pharosd.sinks.factory import build_sink
+from pharosd.sinks.outbox import outbox_path
 from pharosd.sinks.runner import SinkWorker
 from pharosd.source import Source
 from pharosd.statistics import build_statistic
@@ -95,8 +96,7 @@ class Daemon:
 
     def _sink_worker(self, cfg: SinkConfig) -> SinkWorker:
         sink = build_sink(cfg, state_dir=self.state_dir, host=self.host)
-        outbox = os.path.join(self.state_dir, "outbox", f"{cfg.name}.db")
-        return SinkWorker(sink, cfg, outbox)
+        return SinkWorker(sink, cfg, outbox_path(self.state_dir, cfg.name))
 
     def _supervise(self, worker: Worker) -> None:
         self.supervisor.start(faults.wrap(worker, self._faults))

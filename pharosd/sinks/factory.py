@@ -1,0 +1,98 @@
+"""``build_sink``: a sink config becomes a ready ``Sink``.
+
+Secrets given as ``*_file`` are read here (surrounding whitespace
+stripped); a file that cannot be read is a ``ConfigError`` naming the key,
+never the secret. ``state_dir`` places the file sink's default path and
+the Alertmanager sink's re-send state; ``ephemeral=True`` (test-alert)
+keeps that state in memory only.
+"""
+
+from __future__ import annotations
+
+import os
+
+from pharosd.clock import Clock
+from pharosd.errors import ConfigError, ConfigIssue
+from pharosd.sinks.alertmanager import AlertmanagerSink
+from pharosd.sinks.base import Sink
+from pharosd.sinks.config import (
+    AlertmanagerSinkConfig,
+    FileSinkConfig,
+    LogSinkConfig,
+    SinkConfig,
+    SyslogSinkConfig,
+    WebhookSinkConfig,
+)
+from pharosd.sinks.file import FileSink
+from pharosd.sinks.log import LogSink
+from pharosd.sinks.outbox import outbox_path
+from pharosd.sinks.syslog import SyslogSink
+from pharosd.sinks.webhook import WebhookSink
+
+
+def read_secret(cfg: object, key: str) -> str | None:
+    """The inline value of ``key``, else the stripped content of ``key_file``."""
+    inline = getattr(cfg, key, None)
+    if inline is not None:
+        return str(inline)
+    path = getattr(cfg, key + "_file", None)
+    if path is None:
+        return None
+    try:
+        with open(path, encoding="utf-8") as fh:
+            return fh.read().strip()
+    except (OSError, UnicodeDecodeError) as e:
+        name = getattr(cfg, "name", "?")
+        reason = e.strerror if isinstance(e, OSError) and e.strerror else type(e).__name__
+        raise ConfigError([ConfigIssue(
+            file=str(path), line=0, column=0, path=f"sinks[{name}].{key}_file",
+            message=f"cannot read the secret file: {reason}")]) from None
+
+
+def default_file_path(state_dir: str) -> str:
+    return os.path.join(state_dir, "alerts.jsonl")
+
+
+def alertmanager_state_path(state_dir: str, name: str) -> str:
+    base = os.path.basename(outbox_path(state_dir, name))[: -len(".db")]
+    return os.path.join(state_dir, "alertmanager", base + ".json")
+
+
+def _http_kwargs(cfg: WebhookSinkConfig | AlertmanagerSinkConfig) -> dict[str, object]:
+    return {
+        "headers": dict(cfg.headers),
+        "token": read_secret(cfg, "token"),
+        "username": cfg.username,
+        "password": read_secret(cfg, "password"),
+        "ca_file": cfg.ca_file,
+        "cert_file": cfg.cert_file,
+        "key_file": cfg.key_file,
+        "insecure": cfg.insecure,
+        "timeout": float(cfg.timeout),
+    }
+
+
+def build_sink(cfg: SinkConfig, *, state_dir: str, host: str, ephemeral: bool = False,
+               clock: Clock | None = None) -> Sink:
+    """Build the sink ``cfg`` describes; raises ``ConfigError`` for unreadable secrets."""
+    if isinstance(cfg, FileSinkConfig):
+        return FileSink(cfg.name, cfg.path or default_file_path(state_dir),
+                        max_size=cfg.max_size, keep=cfg.keep, fsync=cfg.fsync)
+    if isinstance(cfg, LogSinkConfig):
+        return LogSink(cfg.name)
+    if isinstance(cfg, SyslogSinkConfig):
+        return SyslogSink(cfg.name, transport=cfg.transport, socket_path=cfg.socket,
+                          host=cfg.host, port=cfg.port, fmt=cfg.format, facility=cfg.facility,
+                          hostname=cfg.hostname or host, timeout=float(cfg.timeout))
+    if isinstance(cfg, WebhookSinkConfig):
+        kw = _http_kwargs(cfg)
+        return WebhookSink(cfg.name, cfg.url, fmt=cfg.format, secret=read_secret(cfg, "secret"),
+                           external_url=cfg.external_url, generator_url=cfg.generator_url,
+                           **kw)  # type: ignore[arg-type]
+    if isinstance(cfg, AlertmanagerSinkConfig):
+        state = None if ephemeral else alertmanager_state_path(state_dir, cfg.name)
+        return AlertmanagerSink(cfg.name, cfg.urls, resend=float(cfg.resend),
+                                resolved_for=float(cfg.resolved_for),
+                                extra_labels=dict(cfg.labels), generator_url=cfg.generator_url,
+                                state_path=state, clock=clock, **_http_kwargs(cfg))
+    raise TypeError(f"unknown sink config {type(cfg).__name__}")

@@ -1,0 +1,160 @@
+"""HTTP delivery shared by the webhook and Alertmanager sinks.
+
+``classify_response`` is the pure rule: 2xx is done; 408, 425, 429, 5xx (and
+3xx: a redirect is a config problem the operator can fix) are retried,
+honouring ``Retry-After``; any other 4xx is a ``PermanentDeliveryError``
+carrying the status and the first 200 bytes of the body. ``HttpPoster``
+owns one ``requests.Session`` (imported lazily) with the sink's TLS and
+auth settings, and turns connection errors and timeouts into retryable
+``DeliveryError``. Error messages never contain the sink's secrets.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import threading
+from collections.abc import Iterable, Mapping
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import structlog
+
+from pharosd import __version__
+from pharosd.errors import DeliveryError, PermanentDeliveryError
+
+log = structlog.get_logger(__name__)
+
+RETRY_STATUSES = frozenset({408, 425, 429})
+BODY_EXCERPT = 200
+USER_AGENT = f"pharosd/{__version__}"
+
+
+def parse_retry_after(value: str | None, now_wall: float) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header (delta-seconds or an HTTP date)."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when is None:
+        return None
+    return max(0.0, when.timestamp() - now_wall)
+
+
+def classify_response(status: int, body: bytes, retry_after: str | None, now_wall: float,
+                      where: str) -> None:
+    """Return for a 2xx; raise ``DeliveryError`` (retry) or ``PermanentDeliveryError``."""
+    if 200 <= status < 300:
+        return
+    excerpt = body[:BODY_EXCERPT].decode("utf-8", "replace")
+    message = f"{where}: HTTP {status}: {excerpt}" if excerpt else f"{where}: HTTP {status}"
+    if status in RETRY_STATUSES or status >= 500 or status < 400:
+        raise DeliveryError(message, retry_after=parse_retry_after(retry_after, now_wall))
+    raise PermanentDeliveryError(message)
+
+
+def safe_url(url: str) -> str:
+    """The URL without user:password and without its query string (may hold tokens)."""
+    parts = urlsplit(url)
+    netloc = parts.hostname or ""
+    if parts.port:
+        netloc = f"{netloc}:{parts.port}"
+    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+
+
+def scrub(text: str, secrets: Iterable[str]) -> str:
+    for s in secrets:
+        if s and len(s) >= 3:
+            text = text.replace(s, "***")
+    return text
+
+
+class HttpPoster:
+    """POSTs bytes with one session; thread-safe enough for one worker plus close()."""
+
+    def __init__(self, *, headers: Mapping[str, str] | None = None, token: str | None = None,
+                 username: str | None = None, password: str | None = None,
+                 ca_file: str | None = None, cert_file: str | None = None,
+                 key_file: str | None = None, insecure: bool = False,
+                 timeout: float = 10.0) -> None:
+        self.headers = dict(headers or {})
+        self.token = token
+        self.username = username
+        self.password = password
+        self.ca_file = ca_file
+        self.cert_file = cert_file
+        self.key_file = key_file
+        self.insecure = insecure
+        self.timeout = timeout
+        self._session: Any = None
+        self._lock = threading.Lock()
+        self._secrets = [s for s in (token, password, *self.headers.values()) if s]
+
+    def _get_session(self) -> Any:
+        import requests
+
+        with self._lock:
+            if self._session is None:
+                s = requests.Session()
+                s.headers["User-Agent"] = USER_AGENT
+                s.headers.update(self.headers)
+                if self.token is not None:
+                    s.headers["Authorization"] = f"Bearer {self.token}"
+                elif self.username is not None:
+                    s.auth = (self.username, self.password or "")
+                if self.insecure:
+                    _quiet_insecure_warning()
+                if self.cert_file:
+                    s.cert = (self.cert_file, self.key_file) if self.key_file else self.cert_file
+                self._session = s
+            return self._session
+
+    def post(self, url: str, body: bytes, headers: Mapping[str, str], now_wall: float) -> None:
+        """POST ``body``; return on 2xx, else raise (see ``classify_response``)."""
+        import requests
+
+        session = self._get_session()
+        where = f"POST {safe_url(url)}"
+        parts = urlsplit(url)
+        secrets = [*self._secrets, parts.query, parts.password or ""]
+        try:
+            # verify per request: a session's verify loses to $REQUESTS_CA_BUNDLE
+            resp = session.post(url, data=body, headers=dict(headers), timeout=self.timeout,
+                                allow_redirects=False, verify=self._verify())
+            excerpt = resp.content[:BODY_EXCERPT] if resp.content else b""
+        except requests.exceptions.RequestException as e:
+            raise DeliveryError(scrub(f"{where}: {type(e).__name__}: {e}", secrets)) from None
+        try:
+            classify_response(resp.status_code, excerpt, resp.headers.get("Retry-After"),
+                              now_wall, where)
+        except DeliveryError as e:
+            msg = scrub(str(e), secrets)
+            if isinstance(e, PermanentDeliveryError):
+                raise PermanentDeliveryError(msg) from None
+            raise DeliveryError(msg, retry_after=e.retry_after) from None
+
+    def _verify(self) -> bool | str:
+        if self.insecure:
+            return False
+        return self.ca_file or True
+
+    def close(self) -> None:
+        with self._lock:
+            if self._session is not None:
+                self._session.close()
+                self._session = None
+
+
+def _quiet_insecure_warning() -> None:
+    """The operator wrote ``insecure: true``; urllib3 need not repeat it per request."""
+    import warnings
+
+    try:
+        from urllib3.exceptions import InsecureRequestWarning
+    except ImportError:  # pragma: no cover - urllib3 always comes with requests
+        return
+    warnings.filterwarnings("ignore", category=InsecureRequestWarning)
