@@ -2,7 +2,9 @@
 
 Secrets given as ``*_file`` are read here (surrounding whitespace
 stripped); a file that cannot be read is a ``ConfigError`` naming the key,
-never the secret. ``state_dir`` places the file sink's default path and
+never the secret. Each kind's module is imported only when a sink of that
+kind is built, so a daemon without HTTP sinks never loads requests.
+``state_dir`` places the file sink's default path and
 the Alertmanager sink's re-send state; ``ephemeral=True`` (test-alert)
 keeps that state in memory only.
 """
@@ -13,7 +15,6 @@ import os
 
 from pharosd.clock import Clock
 from pharosd.errors import ConfigError, ConfigIssue
-from pharosd.sinks.alertmanager import AlertmanagerSink
 from pharosd.sinks.base import Sink
 from pharosd.sinks.config import (
     AlertmanagerSinkConfig,
@@ -23,11 +24,7 @@ from pharosd.sinks.config import (
     SyslogSinkConfig,
     WebhookSinkConfig,
 )
-from pharosd.sinks.file import FileSink
-from pharosd.sinks.log import LogSink
 from pharosd.sinks.outbox import outbox_path
-from pharosd.sinks.syslog import SyslogSink
-from pharosd.sinks.webhook import WebhookSink
 
 
 def read_secret(cfg: object, key: str) -> str | None:
@@ -76,20 +73,30 @@ def build_sink(cfg: SinkConfig, *, state_dir: str, host: str, ephemeral: bool = 
                clock: Clock | None = None) -> Sink:
     """Build the sink ``cfg`` describes; raises ``ConfigError`` for unreadable secrets."""
     if isinstance(cfg, FileSinkConfig):
+        from pharosd.sinks.file import FileSink
+
         return FileSink(cfg.name, cfg.path or default_file_path(state_dir),
                         max_size=cfg.max_size, keep=cfg.keep, fsync=cfg.fsync)
     if isinstance(cfg, LogSinkConfig):
+        from pharosd.sinks.log import LogSink
+
         return LogSink(cfg.name)
     if isinstance(cfg, SyslogSinkConfig):
+        from pharosd.sinks.syslog import SyslogSink
+
         return SyslogSink(cfg.name, transport=cfg.transport, socket_path=cfg.socket,
                           host=cfg.host, port=cfg.port, fmt=cfg.format, facility=cfg.facility,
                           hostname=cfg.hostname or host, timeout=float(cfg.timeout))
     if isinstance(cfg, WebhookSinkConfig):
+        from pharosd.sinks.webhook import WebhookSink
+
         kw = _http_kwargs(cfg)
         return WebhookSink(cfg.name, cfg.url, fmt=cfg.format, secret=read_secret(cfg, "secret"),
                            external_url=cfg.external_url, generator_url=cfg.generator_url,
                            **kw)  # type: ignore[arg-type]
     if isinstance(cfg, AlertmanagerSinkConfig):
+        from pharosd.sinks.alertmanager import AlertmanagerSink
+
         state = None if ephemeral else alertmanager_state_path(state_dir, cfg.name)
         return AlertmanagerSink(cfg.name, cfg.urls, resend=float(cfg.resend),
                                 resolved_for=float(cfg.resolved_for),
