@@ -26,7 +26,7 @@ from typing import ClassVar, Literal
 from pharosd.config.types import Duration, FrozenDict
 from pharosd.model import Level
 from pharosd.pipeline.config import BufferConfig, SpillConfig, UplinkConfig
-from pharosd.probes.config import ProbeConfig
+from pharosd.probes.config import ProbeConfig, reserved_threshold_issues
 from pharosd.sinks.config import FileSinkConfig, LogSinkConfig, SinkConfig
 
 STATISTIC_NAMES = (
@@ -154,6 +154,7 @@ class Config:
                         (f"{key}[{i}].name", f"expected a unique name, got {name!r} twice")
                     )
                 seen.add(name)
+        issues += reserved_threshold_issues(self.thresholds)
         if self.interval <= 0:
             issues.append(("interval", f"expected a duration above 0, got {self.interval:g}s"))
         return issues

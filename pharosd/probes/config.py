@@ -10,8 +10,9 @@ generic loader sees one flat, ordered list of fields per class.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from pharosd.config.types import Duration, FrozenDict, Size
@@ -21,9 +22,29 @@ from pharosd.config.types import Duration, FrozenDict, Size
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
 MAX_NAME = 64
 
+# The generated status thresholds are named ``probe:<name>`` (pharosd.probes.status);
+# user thresholds may not start with this prefix.
+THRESHOLD_PREFIX = "probe:"
+
 UnknownAs = Literal["warning", "critical", "ok"]
 FailAs = Literal["warning", "critical"]
 HttpMethod = Literal["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
+
+
+def reserved_threshold_issues(thresholds: Sequence[Any]) -> list[tuple[str, str]]:
+    """Config issues (``thresholds[i].name``, message) for user thresholds whose
+    names use the prefix reserved for the probes' status alerts.
+
+    Kept here, free of imports from pharosd.config.schema, so that
+    ``Config.check`` can call it.
+    """
+    return [
+        (f"thresholds[{i}].name",
+         f"expected a name not starting with {THRESHOLD_PREFIX!r} (reserved for the "
+         f"probes' status alerts), got {t.name!r}")
+        for i, t in enumerate(thresholds)
+        if str(t.name).startswith(THRESHOLD_PREFIX)
+    ]
 
 
 def _name_issues(name: str) -> list[tuple[str, str]]:
