@@ -6,6 +6,7 @@ does nothing with the values. Run by bench/run_bench.py.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import time
@@ -24,10 +25,8 @@ def main() -> None:
         psutil.virtual_memory()
         psutil.swap_memory()
         for part in psutil.disk_partitions(all=False):
-            try:
+            with contextlib.suppress(OSError):
                 os.statvfs(part.mountpoint)
-            except OSError:
-                pass
         psutil.disk_io_counters(perdisk=True)
         psutil.net_io_counters(pernic=True)
         with open("/proc/sys/fs/file-nr") as f:
