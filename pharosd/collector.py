@@ -229,6 +229,19 @@ class Collector:
                 ctx.wait(self._sleep_for())
         finally:
             pool.shutdown(wait=False, cancel_futures=True)
+            self._close_sources()
+
+    def _close_sources(self) -> None:
+        """Let sources with a ``close()`` (plugins in flight) clean up on stop."""
+        with self._lock:
+            sources = [e.source for e in self._entries]
+        for source in sources:
+            close = getattr(source, "close", None)
+            if callable(close):
+                try:
+                    close()
+                except Exception as exc:
+                    log.warning("source_close_failed", source=source.name, error=repr(exc))
 
     def _advance(self, e: _Entry, now: float) -> None:
         with self._lock:

@@ -162,3 +162,27 @@ def test_restart_keeps_firing_alert_without_refiring(tmp_path, daemons):
     assert d2.notify.wait_for(lambda m: "READY=1" in m)
     wait_until(lambda: False, 3.0)  # three soaks' worth: a re-fire would show by now
     assert [e["status"] for e in read_events(alerts)] == ["firing"]
+
+
+def _gone(pid: int) -> bool:
+    """Dead or a zombie (PID 1 here may not reap orphans)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except FileNotFoundError:
+        return True
+
+
+def test_stop_kills_a_plugin_still_running(tmp_path, daemons):
+    pidfile = tmp_path / "plugin.pid"
+    probe = (f"probes:\n  - {{name: slow, kind: exec, timeout: 60s, command: "
+    # $$ is the config's escape for a literal $, so the shell sees $$.
+             f"[/bin/sh, -c, 'echo $$$$ > {pidfile}; sleep 300; echo OK']}}\n")
+    d = start(daemons, tmp_path, config(tmp_path, extra=probe))
+    assert wait_until(lambda: pidfile.exists() and pidfile.read_text().strip(), 15), d.log()
+    pid = int(pidfile.read_text())
+    assert not _gone(pid)
+    d.signal(signal.SIGTERM)
+    assert d.proc.wait(5) == 0
+    assert wait_until(lambda: _gone(pid), 5), "plugin outlived the daemon"
+    assert "plugin_killed_on_stop" in d.log()

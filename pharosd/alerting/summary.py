@@ -138,7 +138,7 @@ def _compact(x: float) -> str:
         return "inf" if x > 0 else "-inf"
     if x == int(x) and abs(x) < 1e15:
         return str(int(x))
-    if abs(x) < 1:
+    if abs(x) < 1 or abs(x) >= 1e15:
         return f"{x:.3g}"
     return f"{x:.2f}".rstrip("0").rstrip(".")
 

@@ -96,8 +96,13 @@ def child_env(extra: Mapping[str, str]) -> dict[str, str]:
 
 
 def run_command(argv: Sequence[str], env: Mapping[str, str], timeout: float, *,
-                cap: int = OUTPUT_CAP, grace: float = KILL_GRACE) -> RunResult:
-    """Run ``argv`` to completion or ``timeout``; raise ``ProbeError`` if it cannot start."""
+                cap: int = OUTPUT_CAP, grace: float = KILL_GRACE,
+                live: set[int] | None = None) -> RunResult:
+    """Run ``argv`` to completion or ``timeout``; raise ``ProbeError`` if it cannot start.
+
+    ``live``, when given, holds the plugin's process group id while it runs,
+    so that the owner can kill it when the daemon stops mid-run.
+    """
     started = time.monotonic()
     deadline = started + timeout
     try:
@@ -108,6 +113,8 @@ def run_command(argv: Sequence[str], env: Mapping[str, str], timeout: float, *,
         )
     except OSError as e:
         raise ProbeError(f"cannot run {argv[0]}: {e.strerror or e}") from e
+    if live is not None:
+        live.add(proc.pid)
     out, err = _Capped(cap), _Capped(STDERR_CAP)
     sel = selectors.DefaultSelector()
     pidfd: int | None = None
@@ -141,6 +148,8 @@ def run_command(argv: Sequence[str], env: Mapping[str, str], timeout: float, *,
         # The leader is not reaped yet, so its pid (the group id) is still ours.
         killed = kill_group(proc.pid, grace)
     finally:
+        if live is not None:
+            live.discard(proc.pid)
         sel.close()
         if pidfd is not None:
             os.close(pidfd)
@@ -270,10 +279,20 @@ class ExecProbe(Probe):
         self.env = child_env(cfg.env)
         self.perfdata_errors = 0         # malformed perfdata items and fields, in total
         self._last_problem: str | None = None
+        self._live: set[int] = set()     # process groups of runs in flight
+
+    def close(self) -> None:
+        """SIGKILL the process group of a run still in flight (the daemon is stopping)."""
+        for pgid in list(self._live):
+            try:
+                os.killpg(pgid, signal.SIGKILL)
+            except OSError:
+                continue
+            log.info("plugin_killed_on_stop", probe=self.name, pgid=pgid)
 
     def check(self, now: float) -> CheckResult:
         cfg = self.cfg
-        run = run_command(cfg.command, self.env, float(cfg.timeout))
+        run = run_command(cfg.command, self.env, float(cfg.timeout), live=self._live)
         duration = ("duration_seconds", run.duration)
         if run.timed_out:
             return CheckResult.failed(f"timed out after {format_duration(cfg.timeout)}",
