@@ -175,8 +175,8 @@ def _gone(pid: int) -> bool:
 
 def test_stop_kills_a_plugin_still_running(tmp_path, daemons):
     pidfile = tmp_path / "plugin.pid"
-    probe = (f"probes:\n  - {{name: slow, kind: exec, timeout: 60s, command: "
     # $$ is the config's escape for a literal $, so the shell sees $$.
+    probe = (f"probes:\n  - {{name: slow, kind: exec, timeout: 60s, command: "
              f"[/bin/sh, -c, 'echo $$$$ > {pidfile}; sleep 300; echo OK']}}\n")
     d = start(daemons, tmp_path, config(tmp_path, extra=probe))
     assert wait_until(lambda: pidfile.exists() and pidfile.read_text().strip(), 15), d.log()
