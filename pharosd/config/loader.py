@@ -695,4 +695,6 @@ def _unknown_key(key: str, known: list[str]) -> str:
 
 def _looks_secret(path: str) -> bool:
     last = path.rsplit(".", 1)[-1].split("[", 1)[0].lower()
+    if last.endswith("_file"):      # a path to a secret (token_file, key_file) is no secret
+        return False
     return any(word in last for word in _SECRET_WORDS)
