@@ -1,0 +1,512 @@
+"""One receiver's lane: its hot buffer, its deliveries, its HTTP requests, its counters.
+
+``resolve_settings`` turns a ``RemoteWriteConfig`` into ``ReceiverSettings``
+(secret files read and stripped here, headers built; secrets never logged).
+
+``Lane.step(now)`` runs on the uplink worker thread and never blocks on
+the network: a request (encode, compress, POST) runs on a short-lived
+daemon thread and the worker looks at it on its next step. What a step
+does, in order:
+
+1. a finished request: count it and apply its verdict to the delivery;
+2. the receiver is down (in backoff) or slow (a request outstanding for
+   longer than ``flush``): once per ``flush`` every sample in the hot buffer
+   is moved to the spill in batches, so an outage costs no memory and a
+   ``kill -9`` loses at most about ``flush`` of samples;
+3. the buffer holds more than ``max_pending``: the oldest batches beyond it
+   go to the spill;
+4. no request outstanding and not backing off: continue the delivery, or
+   start the next one. Live data (the hot buffer, when it holds a full
+   batch or ``flush`` has passed) and replay (the oldest spilled batch)
+   take turns, one request each, so live data keeps flowing during a
+   catch-up and replay gets every request live data does not need.
+
+A live delivery that fails with a retryable error goes to the spill; a
+spilled one stays there (rewritten to what is left if part of it was
+acknowledged). A spilled batch is deleted only when all of it is
+acknowledged or dropped by a rejection.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import structlog
+
+from pharosd.clock import Clock
+from pharosd.errors import ConfigError, ConfigIssue, UplinkError
+from pharosd.pipeline import compression
+from pharosd.pipeline.batch import Batch, SeriesKey
+from pharosd.pipeline.buffer import HotBuffer
+from pharosd.pipeline.config import RemoteWriteConfig
+from pharosd.pipeline.delivery import Backoff, Delivery
+from pharosd.pipeline.remote_write import (
+    LabelCache,
+    Verdict,
+    classify,
+    encode_write_request,
+    headers,
+    reject_reason,
+)
+from pharosd.pipeline.spill import Spill
+
+log = structlog.get_logger(__name__)
+
+DROP_REASONS = ("buffer_full", "spill_full", "spill_expired", "spill_failed", "too_old",
+                "out_of_order", "duplicate", "too_large", "rejected", "encode_error",
+                "corrupt")
+_LOG_EVERY = 60.0        # seconds between repeated warnings of one kind
+
+
+@dataclass(frozen=True)
+class ReceiverSettings:
+    """A receiver's config with secrets read and defaults resolved."""
+
+    name: str
+    url: str
+    headers: Mapping[str, str] = field(repr=False)
+    timeout: float
+    verify: bool | str
+    cert: tuple[str, str] | None
+    external_labels: Mapping[str, str]
+    batch: int
+    flush: float
+    min_backoff: float
+    max_backoff: float
+    max_pending: int
+    capacity: int
+
+    @property
+    def safe_url(self) -> str:
+        return redact_url(self.url)
+
+    def transport_key(self) -> tuple[Any, ...]:
+        return (self.url, self.verify, self.cert)
+
+
+def redact_url(url: str) -> str:
+    """The URL without user info or query (which may carry credentials)."""
+    p = urlsplit(url)
+    host = p.hostname or ""
+    if p.port:
+        host = f"{host}:{p.port}"
+    return urlunsplit((p.scheme, host, p.path, "", ""))
+
+
+def _read_secret(path: str, key: str) -> str:
+    try:
+        with open(path, encoding="utf-8") as f:
+            return f.read().strip()
+    except OSError as e:
+        raise ConfigError([ConfigIssue(path, 0, 0, key,
+                                       f"cannot read the secret file: {e.strerror or e}")]
+                          ) from None
+
+
+def resolve_settings(cfg: RemoteWriteConfig, *, index: int, host: str,
+                     capacity: int) -> ReceiverSettings:
+    """Read secret files and resolve defaults (raises ``ConfigError``)."""
+    where = f"uplink.remote_write[{index}]"
+    h: dict[str, str] = dict(cfg.headers)
+    if cfg.basic_auth is not None:
+        pw = cfg.basic_auth.password
+        if cfg.basic_auth.password_file is not None:
+            pw = _read_secret(cfg.basic_auth.password_file, f"{where}.basic_auth.password_file")
+        token = base64.b64encode(f"{cfg.basic_auth.username}:{pw or ''}".encode()).decode()
+        h["Authorization"] = f"Basic {token}"
+    bearer = cfg.bearer_token
+    if cfg.bearer_token_file is not None:
+        bearer = _read_secret(cfg.bearer_token_file, f"{where}.bearer_token_file")
+    if bearer:
+        h["Authorization"] = f"Bearer {bearer}"
+    verify: bool | str = True
+    if cfg.tls.ca_file:
+        verify = cfg.tls.ca_file
+    elif cfg.tls.insecure:
+        verify = False
+    cert = (cfg.tls.cert_file, cfg.tls.key_file) if cfg.tls.cert_file and cfg.tls.key_file \
+        else None
+    external = {"host": host, "job": "pharosd"}
+    external.update(cfg.external_labels)
+    external = {k: v for k, v in external.items() if v}
+    max_pending = cfg.max_pending if cfg.max_pending is not None else max(1, capacity // 2)
+    return ReceiverSettings(
+        name=cfg.receiver_name(), url=cfg.url, headers=headers(h), timeout=float(cfg.timeout),
+        verify=verify, cert=cert, external_labels=external, batch=cfg.batch,
+        flush=float(cfg.flush), min_backoff=float(cfg.min_backoff),
+        max_backoff=float(cfg.max_backoff), max_pending=min(max_pending, capacity),
+        capacity=capacity)
+
+
+class _Session:
+    """A ``requests.Session`` for one receiver (imported lazily)."""
+
+    def __init__(self, settings: ReceiverSettings) -> None:
+        import requests
+
+        self.key = settings.transport_key()
+        self.session = requests.Session()
+        if settings.verify is False:
+            import urllib3
+
+            urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
+
+    def post(self, settings: ReceiverSettings, body: bytes) -> tuple[int, str, float | None]:
+        resp = self.session.post(settings.url, data=body, headers=dict(settings.headers),
+                                 timeout=settings.timeout, verify=settings.verify,
+                                 cert=settings.cert, allow_redirects=False)
+        try:
+            text = resp.text[:2048] if resp.status_code >= 300 else ""
+        finally:
+            resp.close()
+        return resp.status_code, text, _retry_after(resp.headers.get("Retry-After"))
+
+    def close(self) -> None:
+        self.session.close()
+
+
+def _retry_after(value: str | None) -> float | None:
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        return None
+
+
+class _Request:
+    """One POST on a daemon thread; the worker polls ``done``."""
+
+    def __init__(self, part: Batch, settings: ReceiverSettings, labels: LabelCache,
+                 session: _Session, wake: threading.Event, started: float) -> None:
+        self.part = part
+        self.started = started
+        self.done = threading.Event()
+        self.status = 0
+        self.body = ""
+        self.error: str | None = None
+        self.encode_error: str | None = None
+        self.retry_after: float | None = None
+        self._args = (settings, labels, session, wake)
+        self._thread = threading.Thread(target=self._run, name="uplink-request", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def _run(self) -> None:
+        settings, labels, session, wake = self._args
+        try:
+            try:
+                body = compression.compress(encode_write_request(self.part, labels))
+            except Exception as e:
+                self.encode_error = f"{type(e).__name__}: {e}"
+                return
+            try:
+                self.status, self.body, self.retry_after = session.post(settings, body)
+            except Exception as e:  # connection refused, timeout, TLS ...
+                self.error = f"{type(e).__name__}: {e}"
+        finally:
+            self.done.set()
+            wake.set()
+
+    def verdict(self) -> Verdict:
+        if self.encode_error is not None:
+            return Verdict.DROP
+        if self.error is not None:
+            return Verdict.RETRY
+        return classify(self.status, self.body)
+
+
+class Lane:
+    def __init__(self, settings: ReceiverSettings, spill: Spill,
+                 key_of: Callable[[int], SeriesKey], clock: Clock, wake: threading.Event,
+                 base_seq: int = 0) -> None:
+        self.settings = settings
+        self.name = settings.name
+        self.buffer = HotBuffer(settings.capacity, base_seq)
+        self._spill = spill
+        self._key_of = key_of
+        self._clock = clock
+        self._wake = wake
+        self._labels = LabelCache(settings.external_labels)
+        self._session: _Session | None = None
+        self._backoff = Backoff(settings.min_backoff, settings.max_backoff)
+        self._req: _Request | None = None
+        self._delivery: Delivery | None = None
+        self._parked: list[Batch] = []     # batches the spill refused, kept to retry
+        self._replay_turn = False
+        self._next_attempt = 0.0
+        self._last_live = clock.monotonic()
+        self._last_spill = 0.0
+        self._last_log: dict[str, float] = {}
+        self._down_since: float | None = None
+        self.removed = False
+        self.cutoff_ms: int | None = None
+        # counters (samples unless named otherwise)
+        self.sent = 0
+        self.retried = 0
+        self.dropped: dict[str, int] = {}
+        self.requests = 0
+        self.failures = 0
+        self.up: bool | None = None
+        self.last_success: float | None = None     # wall
+        self.last_error: str | None = None
+        self.started_wall = clock.wall()
+
+    # -- configuration -------------------------------------------------------------
+
+    def apply(self, settings: ReceiverSettings) -> None:
+        """New settings for this receiver; buffered and spilled samples are kept."""
+        old = self.settings
+        self.settings = settings
+        self.buffer.capacity = settings.capacity
+        if settings.external_labels != old.external_labels:
+            self._labels = LabelCache(settings.external_labels)
+        self._backoff.min_delay = settings.min_backoff
+        self._backoff.max_delay = settings.max_backoff
+        if self._next_attempt > self._clock.monotonic() + settings.max_backoff:
+            self._next_attempt = self._clock.monotonic() + settings.max_backoff
+        if settings.url != old.url:
+            self.cutoff_ms = None
+
+    def count_drop(self, reason: str, n: int) -> None:
+        if n > 0:
+            self.dropped[reason] = self.dropped.get(reason, 0) + n
+            if reason == "buffer_full":
+                self._warn("buffer_full", "hot_buffer_full", dropped=n,
+                           dropped_total=self.dropped[reason], capacity=self.buffer.capacity)
+
+    # -- the worker's step -----------------------------------------------------------
+
+    def step(self, now: float) -> None:
+        if self.removed:
+            return
+        s = self.settings
+        req = self._req
+        if req is not None:
+            if not req.done.is_set():
+                if now - req.started > s.flush:
+                    self._spill_hot(now, keep=0)
+                elif len(self.buffer) > s.max_pending:
+                    self._spill_hot(now, keep=s.max_pending, force=True)
+                return
+            self._req = None
+            self._finish(req, now)
+        if now < self._next_attempt:
+            self._spill_hot(now, keep=0)
+            return
+        if len(self.buffer) > s.max_pending:
+            self._spill_hot(now, keep=s.max_pending, force=True)
+        if self._delivery is None:
+            self._delivery = self._pick(now)
+        d = self._delivery
+        if d is None:
+            return
+        part = d.next_part()
+        if part is None:
+            self._complete(d)
+            self._delivery = None
+            return
+        self._start(part, now)
+
+    def _pick(self, now: float) -> Delivery | None:
+        s = self.settings
+        depth = len(self.buffer)
+        live = bool(self._parked) or depth >= s.batch or (depth > 0 and
+                                                         now - self._last_live >= s.flush)
+        replay = self._spill.has_rows(self.name)
+        if replay and (self._replay_turn or not live):
+            self._replay_turn = False
+            try:
+                got = self._spill.oldest(self.name, s.batch)
+            except UplinkError:
+                got = None
+            if got is not None:
+                ids, batch = got
+                return self._new_delivery(batch.by_time(), ids)
+        if live:
+            self._replay_turn = True
+            self._last_live = now
+            batch = self._parked.pop(0) if self._parked else self.buffer.take(
+                s.batch, self._key_of)
+            return self._new_delivery(batch.by_time(), None)
+        return None
+
+    def _new_delivery(self, batch: Batch, spill_ids: list[int] | None) -> Delivery:
+        d = Delivery(batch, spill_ids=spill_ids, cutoff_ms=self.cutoff_ms)
+        for reason, n in d.dropped.items():
+            self.count_drop(reason, n)
+        return d
+
+    def _start(self, part: Batch, now: float) -> None:
+        s = self.settings
+        if self._session is None or self._session.key != s.transport_key():
+            if self._session is not None:
+                self._session.close()
+            self._session = _Session(s)
+        req = _Request(part, s, self._labels, self._session, self._wake, now)
+        self._req = req
+        self.requests += 1
+        req.start()
+
+    def _finish(self, req: _Request, now: float) -> None:
+        d = self._delivery
+        verdict = req.verdict()
+        n = len(req.part)
+        if verdict is Verdict.OK:
+            self.sent += n
+            self.last_success = self._clock.wall()
+            self._backoff.reset()
+            if self.up is False and self._down_since is not None:
+                log.info("uplink_recovered", receiver=self.name,
+                         down_seconds=round(now - self._down_since, 1), failures=self.failures)
+            self.up = True
+            self._down_since = None
+        elif verdict is Verdict.RETRY:
+            self.retried += n
+            self.failures += 1
+            err = req.error or f"HTTP {req.status}: {req.body[:200]}"
+            self.last_error = err
+            delay = self._backoff.next_delay(req.retry_after)
+            self._next_attempt = now + delay
+            if self.up is not False:
+                self._down_since = now
+            self.up = False
+            self._warn("retry", "uplink_retry", url=self.settings.safe_url, error=err,
+                       retry_in=round(delay, 2), failures=self.failures)
+        elif req.encode_error is not None:
+            self.last_error = req.encode_error
+            log.error("uplink_encode_failed", receiver=self.name, error=req.encode_error,
+                      samples=n)
+        else:
+            self.last_error = f"HTTP {req.status}: {req.body[:200]}"
+            event = "uplink_batch_dropped" if verdict is Verdict.DROP else "uplink_rejected"
+            self._warn(event, event, url=self.settings.safe_url, status=req.status,
+                       body=req.body[:512], samples=n)
+        if d is None:
+            return
+        reason = "encode_error" if req.encode_error is not None else reject_reason(
+            verdict, req.body)
+        for r, k in d.result(verdict, reason).items():
+            self.count_drop(r, k)
+        if d.cutoff_ms is not None and (self.cutoff_ms is None or d.cutoff_ms > self.cutoff_ms):
+            self.cutoff_ms = d.cutoff_ms
+        if verdict is Verdict.RETRY:
+            self._persist(d)
+            self._delivery = None
+        elif d.done:
+            self._complete(d)
+            self._delivery = None
+
+    def _complete(self, d: Delivery) -> None:
+        # A failed delete is logged; the rows stay and are sent again (duplicates, no loss).
+        if d.spill_ids:
+            with contextlib.suppress(UplinkError):
+                self._spill.delete(d.spill_ids)
+
+    def _persist(self, d: Delivery) -> None:
+        """Keep what a delivery has left: a live one goes to the spill, a spilled
+        one is rewritten if part of it was acknowledged or dropped."""
+        rest = d.remaining()
+        try:
+            if not d.spill_ids:
+                self._spill.put(self.name, rest)
+            elif len(rest) != len(d.batch):
+                self._spill.replace(d.spill_ids, rest)
+        except UplinkError:
+            if not d.spill_ids:
+                self._park(rest)
+
+    def _park(self, batch: Batch) -> None:
+        self._parked.append(batch)
+        limit = max(self.settings.batch * 4, 1)
+        while sum(len(b) for b in self._parked) > limit and len(self._parked) > 1:
+            self.count_drop("spill_failed", len(self._parked.pop(0)))
+
+    def _spill_hot(self, now: float, keep: int, force: bool = False) -> None:
+        """Move hot samples beyond ``keep`` to the spill, at most once per ``flush``
+        unless ``force``; stops at the first spill failure."""
+        s = self.settings
+        if not force and now - self._last_spill < s.flush:
+            return
+        self._last_spill = now
+        while self._parked:
+            try:
+                self._spill.put(self.name, self._parked[0])
+            except UplinkError:
+                return
+            self._parked.pop(0)
+        while len(self.buffer) > keep:
+            batch = self.buffer.take(min(s.batch, len(self.buffer) - keep), self._key_of)
+            try:
+                self._spill.put(self.name, batch.by_time())
+            except UplinkError:
+                self._park(batch)
+                return
+
+    def flush_to_spill(self) -> int:
+        """On close: spill the unfinished delivery, parked batches and the hot buffer."""
+        n = 0
+        d, self._delivery = self._delivery, None
+        if d is not None and not d.done:
+            rest = d.remaining()
+            n += len(rest)
+            self._persist(d)
+        for b in self._parked:
+            n += len(b)
+        self._last_spill = -1e18
+        before = len(self.buffer)
+        self._spill_hot(self._clock.monotonic(), keep=0, force=True)
+        n += before - len(self.buffer)
+        lost = len(self.buffer) + sum(len(b) for b in self._parked)
+        if lost:
+            log.error("spill_on_close_failed", receiver=self.name, lost_samples=lost)
+            self.count_drop("spill_failed", lost)
+        if self._session is not None:
+            self._session.close()
+            self._session = None
+        return n
+
+    # -- reporting ---------------------------------------------------------------------
+
+    def _warn(self, kind: str, event: str, **kw: Any) -> None:
+        """A warning, at most once per minute per kind (the count says how many)."""
+        now = time.monotonic()
+        if now - self._last_log.get(kind, -1e18) >= _LOG_EVERY:
+            self._last_log[kind] = now
+            log.warning(event, receiver=self.name, **kw)
+
+    def status(self) -> dict[str, Any]:
+        now_wall = self._clock.wall()
+        sp = self._spill.stats(self.name)
+        req = self._req
+        return {
+            "name": self.name,
+            "url": self.settings.safe_url,
+            "up": self.up,
+            "last_success": self.last_success,
+            "seconds_since_success": round(now_wall - (self.last_success or self.started_wall),
+                                           3),
+            "last_error": self.last_error,
+            "backoff_seconds": round(max(0.0, self._next_attempt - self._clock.monotonic()), 3),
+            "in_flight": req is not None and not req.done.is_set(),
+            "buffer_samples": len(self.buffer),
+            "buffer_capacity": self.buffer.capacity,
+            "spill_rows": sp.rows,
+            "spill_samples": sp.samples,
+            "spill_bytes": sp.bytes,
+            "spill_oldest_age_seconds": (round(max(0.0, now_wall - sp.oldest_ts / 1000.0), 3)
+                                         if sp.oldest_ts is not None else 0.0),
+            "sent": self.sent,
+            "retried": self.retried,
+            "dropped": dict(self.dropped),
+            "requests": self.requests,
+            "failures": self.failures,
+        }
