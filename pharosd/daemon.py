@@ -91,6 +91,7 @@ class Daemon:
         self.started_at = time.time()
         self.reload_state: dict[str, Any] = {"ok": True, "at": None, "errors": []}
         self.ready = False
+        self._uplink_names: set[str] = set()
 
     # -- building ----------------------------------------------------------
 
@@ -115,12 +116,22 @@ class Daemon:
         sources = build_sources(cfg)
         if self.pipeline.enabled:
             sources.append(self._telemetry(cfg))
-        consumers = [self.evaluator.submit]
-        if self.pipeline.enabled:
-            consumers.append(self.pipeline.offer)
+        # offer() is a no-op while no receiver is configured; a reload may add one.
+        consumers = [self.evaluator.submit, self.pipeline.offer]
         self.collector = Collector(sources, consumers)
         self.control = ControlServer(default_socket_path(self.environ, self.state_dir),
                                      self.state)
+
+    def _sync_uplink_workers(self) -> None:
+        """Start the uplink's workers when a reload turned it on; stop them when off."""
+        running = set(self.supervisor.names())
+        wanted = {w.name: w for w in self.pipeline.workers()} if self.pipeline.enabled else {}
+        for name, worker in wanted.items():
+            if name not in running:
+                self._supervise(worker)
+        for name in self._uplink_names - set(wanted):
+            self.supervisor.stop(name, timeout=2.0)
+        self._uplink_names = set(wanted)
 
     def _telemetry(self, cfg: Config) -> Source:
         return TelemetrySource(self.pipeline, self._supervisor_stats, cfg.interval)
@@ -144,8 +155,7 @@ class Daemon:
         for slot in self.sinks.values():
             self._supervise(slot.worker)
         self._supervise(self.evaluator)
-        for worker in self.pipeline.workers():
-            self._supervise(worker)
+        self._sync_uplink_workers()
         self._supervise(self.collector)
         self._supervise(self.control)
         log.info("daemon_started", version=__version__, config=self.loaded.source,
@@ -238,12 +248,20 @@ class Daemon:
         # Build everything that can fail before touching the running daemon.
         new_sinks = {s.name: s for s in cfg.sinks}
         built: dict[str, SinkWorker] = {}
-        for name, sink_cfg in new_sinks.items():
-            slot = self.sinks.get(name)
-            if slot is None or slot.cfg != sink_cfg:
-                built[name] = self._sink_worker(sink_cfg)
-        sources = build_sources(cfg)
-        thresholds = all_thresholds(cfg)
+        try:
+            for name, sink_cfg in new_sinks.items():
+                slot = self.sinks.get(name)
+                if slot is None or slot.cfg != sink_cfg:
+                    built[name] = self._sink_worker(sink_cfg)
+            sources = build_sources(cfg)
+            thresholds = all_thresholds(cfg)
+            if old.uplink != cfg.uplink or old.buffer != cfg.buffer or old.spill != cfg.spill:
+                # Raises before changing anything when a secret file is unreadable.
+                self.pipeline.reconfigure(cfg)
+        except BaseException:
+            for worker in built.values():
+                worker.close()
+            raise
         self.notifier.reloading()
         # Swap.
         for name in list(self.sinks):
@@ -257,11 +275,10 @@ class Daemon:
             self.sinks[name] = _SinkSlot(new_sinks[name], worker, handle)
             self._supervise(worker)
         self.evaluator.reconfigure(thresholds, cfg)
+        self._sync_uplink_workers()
         if self.pipeline.enabled:
             sources.append(self._telemetry(cfg))
         self.collector.reconfigure(sources)
-        if old.uplink != cfg.uplink or old.buffer != cfg.buffer or old.spill != cfg.spill:
-            self.pipeline.reconfigure(cfg)
         self.supervisor.max_restarts = cfg.supervisor.max_restarts
         self.supervisor.period = cfg.supervisor.period
         self.loaded = new
