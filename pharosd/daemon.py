@@ -36,7 +36,6 @@ from pharosd.errors import ConfigError, PharosError, SupervisorGaveUp
 from pharosd.evaluation import EvaluatorWorker
 from pharosd.notify import Notifier
 from pharosd.pipeline import Pipeline
-from pharosd.pipeline.telemetry import TelemetrySource
 from pharosd.probes.factory import build_probe, status_thresholds
 from pharosd.sinks.config import SinkConfig
 from pharosd.sinks.factory import build_sink
@@ -134,6 +133,8 @@ class Daemon:
         self._uplink_names = set(wanted)
 
     def _telemetry(self, cfg: Config) -> Source:
+        from pharosd.pipeline.telemetry import TelemetrySource  # only with an uplink
+
         return TelemetrySource(self.pipeline, self._supervisor_stats, cfg.interval)
 
     def _supervisor_stats(self) -> dict[str, float]:
