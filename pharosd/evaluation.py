@@ -9,7 +9,7 @@ evaluator so soak and cool elapse even when no sample arrives.
 Reconfiguration is posted to the same thread, so state is never shared.
 
 With a ``state_path``, open and pending alerts are saved there (atomically,
-at most every ``SAVE_EVERY`` seconds when they changed, and on stop) and
+after every batch of events, every ``SAVE_EVERY`` seconds, and on stop) and
 restored when the worker first runs, so a restart neither re-fires an alert
 that is already firing nor forgets one: soak and cool go on from where they
 were, not counting the time the daemon was down.
@@ -152,8 +152,10 @@ class EvaluatorWorker:
                 if now >= next_tick:
                     events += self._evaluator.tick(now, wall)
                     next_tick = now + TICK
-            for event in events:
-                log.debug("alert_event", status=event.status, rule=event.rule,
-                         level=event.level, labels=dict(event.labels), id=event.id)
-                self._bus.publish(event)
-                self.events_published += 1
+            # Events reach the sinks' outboxes first, then the state is saved: a
+            # crash in between re-fires (at least once), never loses an alert.
+            self._publish(events)
+            if events or now >= next_save:
+                with self._lock:
+                    self._save()
+                next_save = now + SAVE_EVERY

@@ -186,3 +186,15 @@ def test_stop_kills_a_plugin_still_running(tmp_path, daemons):
     assert d.proc.wait(5) == 0
     assert wait_until(lambda: _gone(pid), 5), "plugin outlived the daemon"
     assert "plugin_killed_on_stop" in d.log()
+
+
+def test_kill_9_right_after_firing_does_not_refire(tmp_path, daemons):
+    alerts = tmp_path / "alerts.jsonl"
+    d = start(daemons, tmp_path, config(tmp_path))
+    assert wait_until(lambda: read_events(alerts), 15), d.log()
+    d.signal(signal.SIGKILL)          # no clean stop: the state saved with the event counts
+    d.proc.wait(5)
+    d2 = start(daemons, tmp_path, config(tmp_path))
+    assert d2.wait_log("alert_state_restored"), d2.log()
+    wait_until(lambda: False, 3.0)  # three soaks' worth: a re-fire would show by now
+    assert [e["status"] for e in read_events(alerts)] == ["firing"]
