@@ -1,0 +1,70 @@
+"""The command line as a user runs it: exit codes, messages, config lookup."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from pharosd import __version__
+
+
+def pharosd(*args: str, env: dict[str, str] | None = None,
+            cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    full = {k: v for k, v in os.environ.items() if not k.startswith("PHAROS")}
+    full.update(env or {})
+    return subprocess.run([sys.executable, "-m", "pharosd", *args], capture_output=True,
+                          text=True, env=full, cwd=cwd, timeout=60)
+
+
+def test_version():
+    r = pharosd("--version")
+    assert r.returncode == 0 and r.stdout.strip() == f"pharosd {__version__}"
+
+
+def test_check_config_reports_every_error_with_positions(tmp_path):
+    cfg = tmp_path / "bad.yaml"
+    cfg.write_text("interval: soon\nthresholds:\n  - {name: x, metric: m, abvoe: 3}\n"
+                   "sinks:\n  - {name: s, kind: fiel}\n")
+    r = pharosd("check-config", str(cfg))
+    assert r.returncode == 1
+    lines = r.stderr.strip().splitlines()
+    assert f"{cfg}:1:11: interval: expected a duration" in lines[0]
+    assert any(f"{cfg}:3:26: thresholds[0]: unknown key 'abvoe', did you mean 'above'?" in x
+               for x in lines), lines
+    assert any(":5:" in x and "fiel" in x and "'file'" in x for x in lines), lines
+    assert lines[-1] == f"{cfg}: 3 errors"
+
+
+def test_check_config_ok_and_lookup_order(tmp_path):
+    good = tmp_path / "good.yaml"
+    good.write_text("interval: 5s\nstatistics: [memory]\n")
+    r = pharosd("check-config", "-c", str(good))
+    assert r.returncode == 0 and r.stdout.startswith(f"{good}: ok (1 statistics")
+    # $PHAROS_CONFIG is used when no -c is given ...
+    r = pharosd("check-config", env={"PHAROS_CONFIG": str(good)})
+    assert r.returncode == 0 and r.stdout.startswith(f"{good}: ok")
+    # ... and -c wins over it.
+    missing = tmp_path / "missing.yaml"
+    r = pharosd("check-config", "-c", str(missing), env={"PHAROS_CONFIG": str(good)})
+    assert r.returncode == 1 and str(missing) in r.stderr
+
+
+def test_embedded_default_when_nothing_is_given(tmp_path):
+    if os.path.exists("/etc/pharos.yaml"):
+        return  # the package is installed here: /etc/pharos.yaml is the lookup's answer
+    r = pharosd("check-config")
+    assert r.returncode == 0
+    assert r.stdout.startswith("<embedded default>: ok (11 statistics, 0 probes, 5 thresholds")
+
+
+def test_status_without_a_daemon_exits_3(tmp_path):
+    r = pharosd("status", "--socket", str(tmp_path / "none.sock"))
+    assert r.returncode == 3
+    assert "not running" in (r.stderr + r.stdout)
+
+
+def test_usage_error_exits_nonzero():
+    r = pharosd("frobnicate")
+    assert r.returncode != 0 and "invalid choice" in r.stderr
