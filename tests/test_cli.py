@@ -54,9 +54,7 @@ def test_check_config_ok_and_lookup_order(tmp_path):
 
 
 def test_embedded_default_when_nothing_is_given(tmp_path):
-    # Run from a directory where /etc/pharos.yaml is hidden by pointing the lookup's
-    # default at a path that does not exist is not possible from outside, so the
-    # test runs only where the package is not installed (CI purges it after use).
+    # Only where the package is not installed (its tests purge it after use).
     if os.path.exists("/etc/pharos.yaml"):
         pytest.skip("/etc/pharos.yaml exists here: it is the lookup's answer")
     r = pharosd("check-config")
