@@ -999,3 +999,20 @@ def test_importing_a_family_module_first_has_no_cycle():
         result = subprocess.run([sys.executable, "-c", f"import {module}"], cwd=REPO,
                                 capture_output=True, text=True, env=dict(os.environ), timeout=60)
         assert result.returncode == 0, result.stderr
+
+
+def test_statistic_options_only_where_they_apply():
+    from pharosd.config import parse_config as _parse
+    from pharosd.errors import ConfigError as _ConfigError
+
+    text = ("statistics:\n  - {name: memory, per_core: true}\n"
+            "  - {name: load, include: [x]}\n  - {name: cpu, per_core: true}\n"
+            "  - {name: disk, exclude: ['/boot']}\n")
+    with pytest.raises(_ConfigError) as info:
+        _parse(text, "p.yaml")
+    messages = [str(i) for i in info.value.issues]
+    assert len(messages) == 2, messages
+    assert messages[0].startswith("p.yaml:2:")
+    assert "statistics[0].per_core: expected per_core only on cpu, got it on memory" in messages[0]
+    assert "statistics[1].include: expected include only on disk, diskio, network, " \
+           "temperature, got it on load" in messages[1]

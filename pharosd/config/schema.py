@@ -37,6 +37,7 @@ StatisticName = Literal[
     "cpu", "load", "memory", "swap", "disk", "diskio", "network",
     "processes", "files", "uptime", "temperature",
 ]
+FILTERED_STATISTICS = ("disk", "diskio", "network", "temperature")
 DEFAULT_STATISTICS = ("cpu", "load", "memory", "swap", "disk", "diskio", "network")
 
 
@@ -55,6 +56,16 @@ class StatisticConfig:
     per_core: bool = False          # cpu: also cpu.percent{cpu="N"}
     include: tuple[str, ...] = ()   # disk/diskio/network/temperature: globs to keep
     exclude: tuple[str, ...] = ()   # ... and globs to drop (after include)
+
+    def check(self) -> list[tuple[str, str]]:
+        issues: list[tuple[str, str]] = []
+        if self.per_core and self.name != "cpu":
+            issues.append(("per_core", f"expected per_core only on cpu, got it on {self.name}"))
+        if (self.include or self.exclude) and self.name not in FILTERED_STATISTICS:
+            key = "include" if self.include else "exclude"
+            issues.append((key, f"expected {key} only on {', '.join(FILTERED_STATISTICS)}, "
+                                f"got it on {self.name}"))
+        return issues
 
 
 @dataclass(frozen=True)
