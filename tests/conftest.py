@@ -1,4 +1,4 @@
-"""Shared test helpers: free loopback ports and real peer programs.
+"""Shared test helpers: free loopback ports, real peer programs, the ``daemons`` fixture.
 
 ``require_binary`` finds a peer program from Debian; without it a test is
 skipped on a developer's machine, but with ``CI=true`` a missing peer is a
@@ -10,8 +10,13 @@ from __future__ import annotations
 import os
 import shutil
 import socket
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from tests.support.daemon import PharosProcess
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
@@ -39,3 +44,12 @@ def require_binary(name: str, *candidates: str) -> str:
 @pytest.fixture
 def port() -> int:
     return free_port()
+
+
+@pytest.fixture
+def daemons() -> Iterator[list[PharosProcess]]:
+    """A list for the ``pharosd run`` processes a test starts; each is stopped at the end."""
+    started: list[PharosProcess] = []
+    yield started
+    for d in started:
+        d.stop()

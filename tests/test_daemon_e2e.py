@@ -29,14 +29,6 @@ supervisor: {{max_restarts: {max_restarts}, period: 60s}}
 """
 
 
-@pytest.fixture
-def daemons():
-    started: list[PharosProcess] = []
-    yield started
-    for d in started:
-        d.stop()
-
-
 def start(daemons: list[PharosProcess], tmp: Path, text: str, **kw) -> PharosProcess:
     d = PharosProcess(tmp, text, **kw)
     daemons.append(d)

@@ -132,14 +132,6 @@ def assert_status_event(e: dict[str, Any], probe_name: str, status: str, level: 
 # -- the daemon and loopback peers ---------------------------------------------------------
 
 
-@pytest.fixture
-def daemons() -> Iterator[list[PharosProcess]]:
-    started: list[PharosProcess] = []
-    yield started
-    for d in started:
-        d.stop()
-
-
 def start(daemons: list[PharosProcess], tmp: Path, text: str) -> PharosProcess:
     d = PharosProcess(tmp, text)
     daemons.append(d)

@@ -33,14 +33,6 @@ def vm(tmp_path):
         yield server
 
 
-@pytest.fixture
-def daemons():
-    started: list[PharosProcess] = []
-    yield started
-    for d in started:
-        d.stop()
-
-
 def series(vm: VictoriaMetrics, name: str) -> dict:
     try:
         return vm.export(name)

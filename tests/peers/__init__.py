@@ -1,8 +1,10 @@
-"""Real peers for tests: rsyslogd, Alertmanager and an HTTP receiver on 127.0.0.1.
+"""Real peers for tests on 127.0.0.1: rsyslogd, Alertmanager, Prometheus,
+VictoriaMetrics and an HTTP receiver; ``wait_for`` polls for a condition.
 
-Each helper starts its program with a private config in a temporary
+Each program helper starts its program with a private config in a temporary
 directory, waits until it is ready, and stops it in ``stop()`` (use them as
-context managers or from fixtures with ``finally``). ``free_port`` and
+context managers or from fixtures with ``finally``); the process handling
+they share is ``peers.process.PeerProcess``. ``free_port`` and
 ``require_binary`` come from tests/conftest.py.
 """
 

@@ -11,13 +11,11 @@ instance takes ~10 s).
 from __future__ import annotations
 
 import json
-import signal
-import subprocess
 import urllib.request
 from pathlib import Path
 from typing import Any
 
-from peers import free_port, require_binary, wait_for
+from peers.process import HttpPeer
 
 # A clustered member at position n waits n x peer_timeout before it notifies what
 # the others have not. Keep peer_timeout well below group_interval: a member's
@@ -44,23 +42,20 @@ receivers:
 """
 
 
-class Alertmanager:
+class Alertmanager(HttpPeer):
+    name = "alertmanager"
+    program = ("prometheus-alertmanager", "/usr/bin/prometheus-alertmanager")
+    ready_timeout = 30.0
+    stop_timeout = 20.0
+
     def __init__(self, tmp: Path, webhook_url: str, *, cluster_port: int | None = None,
                  peers: tuple[int, ...] = ()) -> None:
-        self.binary = require_binary("prometheus-alertmanager", "/usr/bin/prometheus-alertmanager")
-        self.tmp = tmp
-        tmp.mkdir(parents=True, exist_ok=True)
+        super().__init__(tmp)
         self.webhook_url = webhook_url
-        self.port = free_port()
         self.cluster_port = cluster_port
         self.peers = peers
-        self.proc: subprocess.Popen[bytes] | None = None
 
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self) -> Alertmanager:
+    def _command(self) -> list[str]:
         conf = self.tmp / "alertmanager.yml"
         interval = 1.0 if self.cluster_port is None else CLUSTER_GROUP_INTERVAL
         conf.write_text(_config(self.webhook_url, interval))
@@ -75,21 +70,7 @@ class Alertmanager:
                      "--cluster.settle-timeout=2s", "--cluster.gossip-interval=100ms",
                      "--cluster.pushpull-interval=1s", "--cluster.reconnect-interval=1s"]
             args += [f"--cluster.peer=127.0.0.1:{p}" for p in self.peers]
-        self._log = open(self.tmp / "alertmanager.log", "wb")  # noqa: SIM115
-        self.proc = subprocess.Popen(args, stdout=self._log, stderr=subprocess.STDOUT)
-        if not wait_for(self._ready, timeout=30):
-            self.stop()
-            raise RuntimeError("alertmanager did not become ready: " + self.log()[-2000:])
-        return self
-
-    def _ready(self) -> bool:
-        if self.proc is not None and self.proc.poll() is not None:
-            raise RuntimeError("alertmanager exited: " + self.log()[-2000:])
-        try:
-            with urllib.request.urlopen(self.url + "/-/ready", timeout=1) as r:
-                return bool(r.status == 200)
-        except OSError:
-            return False
+        return args
 
     def get(self, path: str) -> Any:
         with urllib.request.urlopen(self.url + path, timeout=5) as r:
@@ -107,25 +88,3 @@ class Alertmanager:
     def alerts(self) -> list[dict[str, Any]]:
         result: list[dict[str, Any]] = self.get("/api/v2/alerts")
         return result
-
-    def log(self) -> str:
-        p = self.tmp / "alertmanager.log"
-        return p.read_text(errors="replace") if p.exists() else ""
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-        if self.proc is not None:
-            self._log.close()
-        self.proc = None
-
-    def __enter__(self) -> Alertmanager:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()

@@ -12,14 +12,14 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import socket
 import subprocess
 import time
 from pathlib import Path
 from typing import Any
 
-from peers import free_port, require_binary, wait_for
+from peers import free_port
+from peers.process import PeerProcess
 
 FIELDS = {
     "input": "inputname",
@@ -55,36 +55,28 @@ action(type="omfile" file="{tmp}/messages.jsonl" template="fields")
 """
 
 
-class Rsyslog:
+class Rsyslog(PeerProcess):
+    name = "rsyslogd"
+    program = ("rsyslogd", "/usr/sbin/rsyslogd")
+    ready_timeout = 20.0
+    stop_timeout = 10.0
+
     def __init__(self, tmp: Path) -> None:
-        self.binary = require_binary("rsyslogd", "/usr/sbin/rsyslogd")
-        self.tmp = tmp
-        tmp.mkdir(parents=True, exist_ok=True)
+        super().__init__(tmp)
         self.udp_port = free_port()
         self.tcp_port = free_port()
         self.socket_path = str(tmp / "log.sock")
         self.output = tmp / "messages.jsonl"
         self.conf = tmp / "rsyslog.conf"
-        self.proc: subprocess.Popen[bytes] | None = None
 
-    def start(self) -> Rsyslog:
+    def _command(self) -> list[str]:
         self.conf.write_text(_config(self.tmp, self.udp_port, self.tcp_port))
         check = subprocess.run([self.binary, "-N1", "-f", str(self.conf)],
                                capture_output=True, timeout=30)
         assert check.returncode == 0, check.stderr.decode()
-        self._log = open(self.tmp / "rsyslogd.out", "wb")  # noqa: SIM115
-        self.proc = subprocess.Popen(
-            [self.binary, "-n", "-f", str(self.conf), "-i", str(self.tmp / "rsyslogd.pid")],
-            stdout=self._log, stderr=subprocess.STDOUT)
-        ready = wait_for(self._ready, timeout=20)
-        if not ready:
-            self.stop()
-            raise RuntimeError("rsyslogd did not start: " + self.log())
-        return self
+        return [self.binary, "-n", "-f", str(self.conf), "-i", str(self.tmp / "rsyslogd.pid")]
 
     def _ready(self) -> bool:
-        if self.proc is not None and self.proc.poll() is not None:
-            raise RuntimeError("rsyslogd exited: " + self.log())
         if not os.path.exists(self.socket_path):
             return False
         try:
@@ -106,25 +98,3 @@ class Rsyslog:
             if line.strip():
                 out.append(json.loads(line))
         return out
-
-    def log(self) -> str:
-        p = self.tmp / "rsyslogd.out"
-        return p.read_text(errors="replace") if p.exists() else ""
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-        if self.proc is not None:
-            self._log.close()
-        self.proc = None
-
-    def __enter__(self) -> Rsyslog:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
