@@ -201,11 +201,12 @@ class _Accepts:
 
 @dataclass(frozen=True)
 class _Field:
-    name: str
+    name: str                 # the YAML key (``metadata["key"]``, else the attribute)
     annotation: Any
     accepts: _Accepts
     required: bool
     bounds: tuple[float | None, float | None]
+    attr: str = ""            # the dataclass attribute, when it differs from the key
 
 
 _SCALAR_TYPES = (str, int, float, bool, Duration, Size)
@@ -285,7 +286,10 @@ def _fields(cls: type) -> dict[str, _Field]:
             continue
         required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
         bounds = (f.metadata.get("min"), f.metadata.get("max"))
-        out[f.name] = _Field(f.name, hints[f.name], _accepts(hints[f.name]), required, bounds)
+        # metadata "key": a YAML key that cannot be an attribute name (``from``)
+        key = f.metadata.get("key", f.name)
+        out[key] = _Field(key, hints[f.name], _accepts(hints[f.name]), required, bounds,
+                          attr=f.name)
     return out
 
 
@@ -536,7 +540,7 @@ class _Builder:
         if isinstance(node, ScalarNode):
             bare = fields[cls.__scalar_field__]  # type: ignore[attr-defined]
             given.add(bare.name)
-            values[bare.name] = self.build(node, bare.annotation, path, bare.bounds)
+            values[bare.attr] = self.build(node, bare.annotation, path, bare.bounds)
         else:
             assert isinstance(node, MappingNode)
             for key, (key_node, value_node) in _pairs(node).items():
@@ -548,15 +552,16 @@ class _Builder:
                 given.add(key)
                 if _is_null(value_node) and not f.required and _is_container(f.accepts):
                     continue   # `spill:` with its children commented out: the default
-                values[key] = self.build(value_node, f.annotation, _join(path, key), f.bounds)
+                values[f.attr] = self.build(value_node, f.annotation, _join(path, key),
+                                            f.bounds)
         for f in fields.values():
             if f.name in given or not f.required:
                 continue
             if f.accepts.none:
-                values[f.name] = None
+                values[f.attr] = None
             else:
                 self.issue(node, path, f"missing required key {f.name!r}")
-                values[f.name] = _INVALID
+                values[f.attr] = _INVALID
         if _any_invalid(values.values()):
             return _INVALID
         try:
