@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from peers import free_port
 from peers.process import PeerProcess
 
