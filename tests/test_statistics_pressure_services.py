@@ -19,10 +19,10 @@ import pytest
 from structlog.testing import capture_logs
 
 from pharosd.config.loader import parse_config
-from pharosd.config.schema import StatisticConfig
 from pharosd.errors import ConfigError, ProbeError
 from pharosd.model import Sample
-from pharosd.statistics import build_statistic
+from pharosd.statistics.config import StatisticConfig
+from pharosd.statistics.factory import build_statistic
 from pharosd.statistics.pressure import PressureStatistic, parse_pressure
 from pharosd.statistics.services import (
     ACTIVE_STATES,

@@ -29,9 +29,9 @@ import os
 import time
 from dataclasses import dataclass
 
-from pharosd.config.schema import StatisticConfig
 from pharosd.model import NO_LABELS, Labels, Sample
 from pharosd.statistics.base import ItemErrors, Monotonic, Statistic, rate_samples
+from pharosd.statistics.config import StatisticConfig
 from pharosd.statistics.procfs import DEFAULT_PROCFS
 from pharosd.statistics.rates import RateTracker
 

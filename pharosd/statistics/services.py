@@ -41,10 +41,10 @@ from collections.abc import Callable, Mapping, Sequence
 
 import structlog
 
-from pharosd.config.schema import StatisticConfig
 from pharosd.errors import ProbeError
 from pharosd.model import Labels, Sample, labels_of
 from pharosd.statistics.base import Monotonic, NameFilter, Statistic, rate_samples
+from pharosd.statistics.config import StatisticConfig
 from pharosd.statistics.rates import RateTracker
 
 log = structlog.get_logger(__name__)
