@@ -113,8 +113,19 @@ def next_revision_tree(dest: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def debs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    require_binary("dpkg-deb")
+def host_ready() -> None:
+    """Skip (fail under CI=true) before any work when this host cannot do it."""
+    reason = os.environ.get("PHAROS_SKIP_REAL_SYSTEMD")
+    if reason:
+        pytest.skip(f"PHAROS_SKIP_REAL_SYSTEMD: {reason}")
+    if os.geteuid() != 0:
+        missing("booting a container under systemd-nspawn needs root (CI runs as root)")
+    for tool in ("debootstrap", "systemd-nspawn", "nsenter", "mount", "dpkg-deb"):
+        require_binary(tool)
+
+
+@pytest.fixture(scope="module")
+def debs(host_ready: None, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     out = tmp_path_factory.mktemp("debs")
     first = build_deb(ROOT, out, 1)
     second = build_deb(next_revision_tree(tmp_path_factory.mktemp("src")), out, 2)
@@ -124,13 +135,6 @@ def debs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 @pytest.fixture(scope="module")
 def box(tmp_path_factory: pytest.TempPathFactory,
         debs: tuple[Path, Path]) -> Iterator[Container]:
-    reason = os.environ.get("PHAROS_SKIP_REAL_SYSTEMD")
-    if reason:
-        pytest.skip(f"PHAROS_SKIP_REAL_SYSTEMD: {reason}")
-    if os.geteuid() != 0:
-        missing("booting a container under systemd-nspawn needs root (CI runs as root)")
-    for tool in ("debootstrap", "systemd-nspawn", "nsenter", "mount"):
-        require_binary(tool)
     try:
         tree = cached_tree([*debian_depends(), "monitoring-plugins-basic"])
     except TreeError as exc:
@@ -229,6 +233,14 @@ def test_01_install_enables_and_starts_the_service(box, debs):
                      out, re.M), f"no pharosd Status= line in systemctl status:\n{out}"
     # The dependency that ExecReload= needs came with the package.
     assert box.run("dpkg-query", "-S", "/bin/kill").stdout.startswith("procps:")
+    # docs/operations.md names the Debian and systemd this ran on.
+    # docs/operations.md names the Debian and systemd this ran on (major versions:
+    # a point release of Debian 12 does not make the note wrong).
+    debian = box.read("/etc/debian_version").strip().split(".")[0]
+    systemd = box.run("systemctl", "--version").stdout.split()[1]
+    note = (ROOT / "docs/operations.md").read_text()
+    assert re.search(rf"Debian {debian}\.\d+ with systemd {systemd}\s", note), \
+        f"docs/operations.md 'Tested under systemd' should name Debian {debian}, systemd {systemd}"
 
 
 def test_02_status_for_root_and_group_pharos_not_for_others(box):
