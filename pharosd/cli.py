@@ -70,10 +70,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         loaded = load_config(path, environ=os.environ)
     except ConfigError as exc:
+        mark = logs.journal_prefix(sys.stderr, "error")   # "<3>" under systemd only
         for issue in exc.issues:
-            print(issue, file=sys.stderr)
+            print(f"{mark}{issue}", file=sys.stderr)
         n = len(exc.issues)
-        print(f"{loaded_name(path)}: {n} error{'s' if n != 1 else ''}", file=sys.stderr)
+        print(f"{mark}{loaded_name(path)}: {n} error{'s' if n != 1 else ''}", file=sys.stderr)
         return EXIT_USAGE
     if command == "check-config":
         c = loaded.config

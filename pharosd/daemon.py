@@ -215,7 +215,8 @@ class Daemon:
         for slot in self.sinks.values():
             slot.worker.close()
         self.pipeline.close()
-        log.info("daemon_stopped", exit_code=code)
+        # A clean stop is news; any other exit code is the reason systemd restarts us.
+        (log.info if code == EXIT_OK else log.error)("daemon_stopped", exit_code=code)
         return code
 
     # -- reload --------------------------------------------------------------
