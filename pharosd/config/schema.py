@@ -84,15 +84,26 @@ class LevelLimits:
 
 @dataclass(frozen=True)
 class WindowConfig:
-    """Evaluate an aggregate over a sliding window instead of each sample."""
+    """Evaluate an aggregate over a sliding window instead of each sample; ``predict``
+    judges the least-squares trend over the window extrapolated ``ahead`` of now."""
 
     over: Duration
-    mode: Literal["avg", "min", "max"] = "avg"
+    mode: Literal["avg", "min", "max", "predict"] = "avg"
+    ahead: Duration | None = None     # predict: how far ahead of now the trend is read
 
     def check(self) -> list[tuple[str, str]]:
+        issues: list[tuple[str, str]] = []
         if self.over <= 0:
-            return [("over", f"expected a duration above 0, got {self.over:g}s")]
-        return []
+            issues.append(("over", f"expected a duration above 0, got {self.over:g}s"))
+        if self.ahead is not None and self.mode != "predict":
+            issues.append(("ahead", f"expected 'ahead' only with mode: predict, "
+                                    f"got mode {self.mode}"))
+        if self.mode == "predict" and self.ahead is None:
+            issues.append(("mode", "expected 'ahead' with mode: predict "
+                                   "(how far ahead of now to read the trend)"))
+        if self.ahead is not None and self.ahead < 0:
+            issues.append(("ahead", f"expected a duration of 0 or more, got {self.ahead:g}s"))
+        return issues
 
 
 @dataclass(frozen=True)
@@ -103,6 +114,7 @@ class ThresholdConfig:
     metric: str
     above: float | LevelLimits | None = None
     below: float | LevelLimits | None = None
+    absent: Duration | None = None  # fires when the metric has not arrived for this long
     match: FrozenDict[str] = field(default_factory=FrozenDict)
     window: WindowConfig | None = None
     level: Level | None = None
@@ -111,8 +123,17 @@ class ThresholdConfig:
     summary: str | None = None      # overrides the generated summary text
 
     def check(self) -> list[tuple[str, str]]:
+        if self.absent is not None:
+            if self.above is not None or self.below is not None:
+                key = "above" if self.above is not None else "below"
+                return [("absent", f"expected either 'absent' or '{key}', not both")]
+            if self.absent <= 0:
+                return [("absent", f"expected a duration above 0, got {self.absent:g}s")]
+            if self.window is not None:
+                return [("window", "expected no window with 'absent'")]
+            return []
         if (self.above is None) == (self.below is None):
-            return [("", "expected exactly one of 'above' or 'below'")]
+            return [("", "expected exactly one of 'above', 'below' or 'absent'")]
         if isinstance(self.above or self.below, LevelLimits) and self.level is not None:
             return [("level", "expected no 'level' when the limit names its levels")]
         return []
