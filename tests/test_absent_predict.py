@@ -7,10 +7,11 @@ import json
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from pharosd.alerting.config import ThresholdConfig, WindowConfig
 from pharosd.alerting.rules import Rule
-from pharosd.config.schema import Config, ThresholdConfig, WindowConfig
-from pharosd.config.types import Duration, FrozenDict
+from pharosd.config.schema import Config
 from pharosd.model import NO_LABELS, labels_of
+from pharosd.types import Duration, FrozenDict
 from tests.test_evaluator import DEFAULTS, Harness, statuses
 
 ABSENT = ThresholdConfig(name="disk-silent", metric="disk.used_percent", absent=Duration(30),
