@@ -1,9 +1,11 @@
-"""Config shapes of the thresholds: limits, levels, windows, soak and cool.
+"""Config shapes of alerting: thresholds (limits, levels, windows, absent, soak and cool)
+and maintenance windows.
 
-``ThresholdConfig`` is one entry of the ``thresholds:`` list; docs/alerting.md
-documents every key. ``None`` in ``level``/``soak``/``cool`` means "inherit
-the top-level default": ``AlertDefaults`` is what the alerting code needs of
-the top-level config to resolve them (the assembled ``Config`` satisfies it).
+``ThresholdConfig`` is one entry of the ``thresholds:`` list and ``MaintenanceConfig``
+one of ``maintenance:``; docs/alerting.md documents every key. ``None`` in
+``level``/``soak``/``cool`` means "inherit the top-level default": ``AlertDefaults`` is
+what the alerting code needs of the top-level config to resolve them (the assembled
+``Config`` satisfies it).
 """
 
 from __future__ import annotations
@@ -12,8 +14,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
+from pharosd.alerting.maintenance import MAX_DURATION, parse_start
 from pharosd.model import Level
 from pharosd.types import Duration, FrozenDict
+from pharosd.units import format_duration
 
 
 @dataclass(frozen=True)
@@ -85,6 +89,33 @@ class ThresholdConfig:
         if isinstance(self.above or self.below, LevelLimits) and self.level is not None:
             return [("level", "expected no 'level' when the limit names its levels")]
         return []
+
+
+Day = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+
+
+@dataclass(frozen=True)
+class MaintenanceConfig:
+    """A recurring window, in the host's local time, during which matching alerts
+    are held back as if silenced (``pharosd.alerting.maintenance``)."""
+
+    name: str
+    start: str                        # HH:MM, local time of the host
+    duration: Duration
+    days: tuple[Day, ...] = ()        # the days it opens on; none: every day
+    rules: tuple[str, ...] = ()       # rule globs (any); none: every rule
+    labels: FrozenDict[str] = field(default_factory=FrozenDict)   # label globs (all)
+
+    def check(self) -> list[tuple[str, str]]:
+        issues: list[tuple[str, str]] = []
+        try:
+            parse_start(self.start)
+        except ValueError as e:
+            issues.append(("start", str(e)))
+        if not 0 < self.duration <= MAX_DURATION:
+            issues.append(("duration", "expected a duration above 0s and at most 7d, "
+                                       f"got {format_duration(self.duration)}"))
+        return issues
 
 
 class Polled(Protocol):
