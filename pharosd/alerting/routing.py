@@ -11,8 +11,9 @@ a sink got an alert's firing event it gets the rest of that alert, whatever its 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from pharosd.alerting.matchers import Selector
 from pharosd.model import AlertEvent, Level
@@ -58,3 +59,36 @@ class Route:
 
     def accepts(self, event: AlertEvent) -> bool:
         return self.filter is None or self.filter.matches(event)
+
+
+class FilterSettings(Protocol):
+    """A sink's ``filter`` as configured (``pharosd.sinks.config.FilterConfig``)."""
+
+    @property
+    def levels(self) -> Sequence[Level]: ...
+
+    @property
+    def rules(self) -> Sequence[str]: ...
+
+    @property
+    def labels(self) -> Mapping[str, str]: ...
+
+
+class RoutedSink(Protocol):
+    """What routing reads of a sink's config: its name, filter and repeat."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def filter(self) -> FilterSettings | None: ...
+
+    @property
+    def repeat(self) -> float | None: ...
+
+
+def route_of(sink: RoutedSink) -> Route:
+    """The notifier's ``Route`` for one configured sink."""
+    f = sink.filter
+    flt = None if f is None else RouteFilter.of(f.levels, f.rules, f.labels)
+    return Route(sink.name, flt, None if sink.repeat is None else float(sink.repeat))

@@ -131,6 +131,10 @@ class SilenceBook:
         self._by_id[silence.id] = silence
         return silence
 
+    def discard(self, id: str) -> None:
+        """Forget a silence at once (an add whose state file could not be written)."""
+        self._by_id.pop(id, None)
+
     def find(self, id_or_prefix: str) -> Silence:
         """The silence with this id or unique id prefix (at least MIN_PREFIX characters)."""
         hit = self._by_id.get(id_or_prefix)
