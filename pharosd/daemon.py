@@ -41,7 +41,6 @@ from pharosd.control.server import ControlServer
 from pharosd.errors import ConfigError, PharosError, SupervisorGaveUp
 from pharosd.model import labels_of
 from pharosd.notify import Notifier
-from pharosd.pipeline.telemetry import TelemetrySource
 from pharosd.pipeline.worker import Pipeline
 from pharosd.probes.factory import build_probe, status_thresholds
 from pharosd.sinks.config import SinkConfig
@@ -169,6 +168,8 @@ class Daemon:
         self._uplink_names = set(wanted)
 
     def _telemetry(self, cfg: Config) -> Source:
+        from pharosd.pipeline.telemetry import TelemetrySource  # only with an uplink
+
         return TelemetrySource(self.pipeline, self._supervisor_stats, cfg.interval)
 
     def _supervisor_stats(self) -> dict[str, float]:

@@ -10,11 +10,11 @@ what the alerting code needs of the top-level config to resolve them (the assemb
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
-from pharosd.alerting.maintenance import MAX_DURATION, parse_start
 from pharosd.model import Level
 from pharosd.types import Duration, FrozenDict
 from pharosd.units import format_duration
@@ -92,6 +92,16 @@ class ThresholdConfig:
 
 
 Day = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+MAX_DURATION = 7 * 86400.0          # the longest maintenance window, seconds
+_START = re.compile(r"([01]?\d|2[0-3]):([0-5]\d)")
+
+
+def parse_start(text: str) -> int:
+    """``"HH:MM"`` (24-hour clock) -> minutes after midnight; ``ValueError`` otherwise."""
+    m = _START.fullmatch(text.strip())
+    if m is None:
+        raise ValueError(f"expected a time of day as HH:MM (00:00 to 23:59), got {text!r}")
+    return int(m[1]) * 60 + int(m[2])
 
 
 @dataclass(frozen=True)

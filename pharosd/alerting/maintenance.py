@@ -21,26 +21,16 @@ from __future__ import annotations
 
 import math
 import os
-import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, tzinfo
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from pharosd.alerting.config import MAX_DURATION, parse_start
 from pharosd.alerting.matchers import Selector
 from pharosd.model import Labels
 
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
-MAX_DURATION = 7 * 86400.0
-_START = re.compile(r"([01]?\d|2[0-3]):([0-5]\d)")
-
-
-def parse_start(text: str) -> int:
-    """``"HH:MM"`` (24-hour clock) -> minutes after midnight; ``ValueError`` otherwise."""
-    m = _START.fullmatch(text.strip())
-    if m is None:
-        raise ValueError(f"expected a time of day as HH:MM (00:00 to 23:59), got {text!r}")
-    return int(m[1]) * 60 + int(m[2])
 
 
 @dataclass(frozen=True, slots=True)

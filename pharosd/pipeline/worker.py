@@ -23,19 +23,21 @@ import os
 import threading
 import time
 from array import array
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
 from pharosd.clock import Clock, SystemClock
-from pharosd.model import Sample
-from pharosd.pipeline import compression
 from pharosd.pipeline.config import PipelineSettings
-from pharosd.pipeline.remote_write import stale_nan
-from pharosd.pipeline.series import SeriesRegistry
-from pharosd.pipeline.spill import Spill
-from pharosd.pipeline.uplink import Lane, ReceiverSettings, resolve_settings
 from pharosd.worker import WorkerContext
+
+# The uplink's machinery (about 2 MiB) is imported only once an uplink is
+# configured: a daemon without one never loads it (docs/benchmarks.md).
+if TYPE_CHECKING:
+    from pharosd.model import Sample
+    from pharosd.pipeline.series import SeriesRegistry
+    from pharosd.pipeline.spill import Spill
+    from pharosd.pipeline.uplink import Lane, ReceiverSettings
 
 log = structlog.get_logger(__name__)
 
@@ -66,6 +68,8 @@ class UplinkWorker:
 class Pipeline:
     def __init__(self, config: PipelineSettings, *, state_dir: str, host: str,
                  clock: Clock | None = None) -> None:
+        from pharosd.pipeline.series import SeriesRegistry
+
         self._clock: Clock = clock or SystemClock()
         self._state_dir = state_dir
         self._host = host
@@ -92,10 +96,16 @@ class Pipeline:
     # -- building --------------------------------------------------------------
 
     def _settings(self, config: PipelineSettings) -> list[ReceiverSettings]:
+        from pharosd.pipeline.uplink import resolve_settings
+
         return [resolve_settings(rw, index=i, host=self._host, capacity=config.buffer.capacity)
                 for i, rw in enumerate(config.uplink.remote_write)]
 
     def _enable(self, config: PipelineSettings) -> None:
+        from pharosd.pipeline import compression
+        from pharosd.pipeline.spill import Spill
+        from pharosd.pipeline.uplink import Lane
+
         compression.codec()          # fail now, not on the first request, without snappy
         settings = self._settings(config)
         path = config.spill.path or os.path.join(self._state_dir, "spill.db")
@@ -173,6 +183,8 @@ class Pipeline:
 
     def _sweep(self, now: float) -> None:
         """Stale markers for series that stopped; forget long-gone series."""
+        from pharosd.pipeline.remote_write import stale_nan
+
         sid: array[int] = array("q")
         ts: array[int] = array("q")
         val: array[float] = array("d")
@@ -196,6 +208,8 @@ class Pipeline:
         of receivers that stay (same name) are kept. A removed receiver's samples are
         dropped (counted ``receiver_removed``). Raises ``ConfigError`` (a secret file
         cannot be read) before changing anything."""
+        from pharosd.pipeline.uplink import Lane
+
         if not config.uplink.remote_write and not self.enabled:
             self._config = config
             return
