@@ -62,3 +62,36 @@ def test_the_server_reads_the_peers_credentials(serve, sockdir):  # noqa: F811
                                                                      "done": "ab12"}
     (peer,) = seen
     assert (peer.pid, peer.uid, peer.gid) == (os.getpid(), os.geteuid(), os.getegid())
+
+
+def test_status_renders_silences_held_alerts_and_open_windows():
+    from pharosd.control.render import render_silences, render_status
+
+    now = 1_700_000_000.0
+    sid = "3f2a9c0e1b7d4b1c9e0a5d6f7a8b9c0d"
+    state = {
+        "alerts": [
+            {"rule": "disk-full", "labels": {"mount": "/"}, "level": "warning",
+             "status": "firing", "since": now - 60,
+             "silenced_by": {"kind": "silence", "id": sid, "comment": "disk swap",
+                             "until": now + 3600}},
+            {"rule": "x-held", "labels": {}, "level": "critical", "status": "firing",
+             "since": now - 5, "silenced_by": {"kind": "maintenance", "id": "patching",
+                                               "comment": "daily 01:30 for 2h",
+                                               "until": now + 60}},
+            {"rule": "load-high", "labels": {}, "level": "warning", "status": "pending",
+             "since": now - 5}],
+        "silences": [{"id": sid, "state": "active", "matchers": "rule=disk-*",
+                      "ends_at": now + 3600, "created_by": 0, "comment": "disk swap"}],
+        "maintenance": [{"name": "patching", "matchers": "rule=x-*",
+                         "schedule": "daily 01:30 for 2h", "opened": now - 60,
+                         "closes": now + 60}],
+    }
+    text = render_status(state, now)
+    assert f"silence {sid[:12]}: disk swap" in text
+    assert "maintenance patching" in text
+    assert "Silences (1)" in text and "2023-11-14T23:13:20.000Z (in 1h00m)" in text
+    assert "Maintenance windows in effect (1)" in text and "(in 1m00s)" in text
+    load = next(line for line in text.splitlines() if "load-high" in line)
+    assert load.rstrip().endswith("-")                       # not silenced
+    assert sid in render_silences(state["silences"], now)
