@@ -26,16 +26,20 @@ from typing import Any
 import structlog
 
 from pharosd import __version__, faults
-from pharosd.alerting.config import ThresholdConfig
+from pharosd.alerting.config import MaintenanceConfig, ThresholdConfig
+from pharosd.alerting.dispatch import NotifierWorker
 from pharosd.alerting.evaluator import Evaluator
+from pharosd.alerting.maintenance import Schedule, Window, local_zone
+from pharosd.alerting.routing import Route, route_of
 from pharosd.alerting.worker import EvaluatorWorker
 from pharosd.bus import Bus
 from pharosd.collection.worker import Collector
 from pharosd.config import LoadedConfig, load_config
 from pharosd.config.schema import Config
-from pharosd.control.protocol import default_socket_path
+from pharosd.control.protocol import Command, Peer, default_socket_path
 from pharosd.control.server import ControlServer
 from pharosd.errors import ConfigError, PharosError, SupervisorGaveUp
+from pharosd.model import labels_of
 from pharosd.notify import Notifier
 from pharosd.pipeline.worker import Pipeline
 from pharosd.probes.factory import build_probe, status_thresholds
@@ -60,12 +64,21 @@ STOP_TIMEOUT = 4.0
 class _SinkSlot:
     cfg: SinkConfig
     worker: SinkWorker
-    handle: int
 
 
 def all_thresholds(config: Config) -> list[ThresholdConfig]:
     """The configured thresholds plus one status threshold per probe."""
     return [*config.thresholds, *status_thresholds(config.probes)]
+
+
+def routes(config: Config) -> list[Route]:
+    return [route_of(s) for s in config.sinks]
+
+
+def schedule(windows: tuple[MaintenanceConfig, ...], environ: Mapping[str, str]) -> Schedule:
+    """The maintenance windows, read in the host's local time zone."""
+    return Schedule(tuple(Window.of(m.name, m.start, m.duration, m.days, m.rules, m.labels)
+                          for m in windows), local_zone(environ))
 
 
 def build_sources(config: Config) -> list[Source]:
@@ -107,9 +120,12 @@ class Daemon:
         cfg = self.loaded.config
         os.makedirs(self.state_dir, mode=0o750, exist_ok=True)
         for sink_cfg in cfg.sinks:
-            worker = self._sink_worker(sink_cfg)
-            handle = self.bus.subscribe(sink_cfg.name, worker.submit)
-            self.sinks[sink_cfg.name] = _SinkSlot(sink_cfg, worker, handle)
+            self.sinks[sink_cfg.name] = _SinkSlot(sink_cfg, self._sink_worker(sink_cfg))
+        # bus -> notifier (routing, silences, maintenance, reminders) -> sinks' outboxes
+        self.alerts_out = NotifierWorker(routes(cfg), schedule(cfg.maintenance, self.environ),
+                                         self._submitters(), state_dir=self.state_dir)
+        self.alerts_out.load()
+        self.bus.subscribe("notifier", self.alerts_out.publish)
         self.evaluator = EvaluatorWorker(
             Evaluator(all_thresholds(cfg), cfg, self.host), self.bus,
             state_path=os.path.join(self.state_dir, "alert-state.json"))
@@ -121,7 +137,24 @@ class Daemon:
         consumers = [self.evaluator.submit, self.pipeline.offer]
         self.collector = Collector(sources, consumers)
         self.control = ControlServer(default_socket_path(self.environ, self.state_dir),
-                                     self.state)
+                                     self.state, commands=self._commands())
+
+    def _submitters(self) -> dict[str, Any]:
+        return {name: slot.worker.submit for name, slot in self.sinks.items()}
+
+    def _commands(self) -> dict[str, Command]:
+        out = self.alerts_out
+
+        def uid(peer: Peer | None) -> int | None:
+            return None if peer is None else peer.uid
+
+        return {
+            "silence_add": Command(lambda req, peer: out.handle_add(req, uid(peer)),
+                                   changes=True),
+            "silence_expire": Command(lambda req, peer: out.handle_expire(req, uid(peer)),
+                                      changes=True),
+            "silence_list": Command(lambda req, peer: {"silences": out.silences()}),
+        }
 
     def _sync_uplink_workers(self) -> None:
         """Start the uplink's workers when a reload turned it on; stop them when off."""
@@ -157,6 +190,7 @@ class Daemon:
             signal.signal(signum, self._on_signal)
         for slot in self.sinks.values():
             self._supervise(slot.worker)
+        self._supervise(self.alerts_out)
         self._supervise(self.evaluator)
         self._sync_uplink_workers()
         self._supervise(self.collector)
@@ -267,16 +301,18 @@ class Daemon:
                 worker.close()
             raise
         self.notifier.reloading()
-        # Swap.
-        for name in list(self.sinks):
-            if name not in new_sinks or name in built:
-                slot = self.sinks.pop(name)
-                self.bus.unsubscribe(slot.handle)
-                self.supervisor.stop(name, timeout=2.0)
-                slot.worker.close()
+        # Swap: the notifier hands events to the new workers before the old ones close.
+        old_slots = {n: s for n, s in self.sinks.items() if n not in new_sinks or n in built}
+        for name in old_slots:
+            del self.sinks[name]
         for name, worker in built.items():
-            handle = self.bus.subscribe(name, worker.submit)
-            self.sinks[name] = _SinkSlot(new_sinks[name], worker, handle)
+            self.sinks[name] = _SinkSlot(new_sinks[name], worker)
+        self.alerts_out.reconfigure(routes(cfg), schedule(cfg.maintenance, self.environ),
+                                    self._submitters())
+        for name, slot in old_slots.items():
+            self.supervisor.stop(name, timeout=2.0)
+            slot.worker.close()
+        for worker in built.values():
             self._supervise(worker)
         self.evaluator.reconfigure(thresholds, cfg)
         self._sync_uplink_workers()
@@ -310,8 +346,18 @@ class Daemon:
                        "digest": self.loaded.digest},
             "reload": dict(self.reload_state),
             "workers": self.supervisor.status(),
-            "alerts": self.evaluator.open_alerts(),
+            "alerts": self._alerts_with_holds(),
+            **self.alerts_out.status(),
             "sinks": [{"name": n, **s.worker.status()} for n, s in list(self.sinks.items())],
             "collector": self.collector.status(),
             "pipeline": self.pipeline.status() if self.pipeline.enabled else None,
         }
+
+    def _alerts_with_holds(self) -> list[dict[str, Any]]:
+        """Open alerts; a silenced one says by what (``silenced_by``)."""
+        alerts = self.evaluator.open_alerts()
+        for a in alerts:
+            hold = self.alerts_out.hold(a["rule"], labels_of(a["labels"]))
+            if hold is not None:
+                a["silenced_by"] = hold.to_data()
+        return alerts

@@ -38,7 +38,7 @@ BUILD = ROOT / "packaging" / "build-deb"
 CI = os.environ.get("CI") == "true"
 
 DEPENDS = ["python3 (>= 3.11)", "python3-psutil", "python3-yaml", "python3-structlog",
-           "python3-requests", "python3-sdnotify", "python3-snappy", "adduser",
+           "python3-requests", "python3-sdnotify", "python3-snappy", "tzdata", "adduser",
            "procps"]
 
 pytestmark = pytest.mark.timeout(600)

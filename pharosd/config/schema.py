@@ -26,7 +26,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
-from pharosd.alerting.config import ThresholdConfig
+from pharosd.alerting.config import MaintenanceConfig, ThresholdConfig
 from pharosd.model import Level
 from pharosd.pipeline.config import BufferConfig, SpillConfig, UplinkConfig
 from pharosd.probes.config import ProbeConfig, reserved_threshold_issues
@@ -61,6 +61,7 @@ class Config:
     probes: tuple[ProbeConfig, ...] = ()
     thresholds: tuple[ThresholdConfig, ...] = ()
     sinks: tuple[SinkConfig, ...] = field(default_factory=_default_sinks)
+    maintenance: tuple[MaintenanceConfig, ...] = ()
     buffer: BufferConfig = field(default_factory=BufferConfig)
     spill: SpillConfig = field(default_factory=SpillConfig)
     uplink: UplinkConfig = field(default_factory=UplinkConfig)
@@ -69,7 +70,8 @@ class Config:
     def check(self) -> list[tuple[str, str]]:
         issues: list[tuple[str, str]] = []
         for key, items in (("statistics", self.statistics), ("probes", self.probes),
-                           ("thresholds", self.thresholds), ("sinks", self.sinks)):
+                           ("thresholds", self.thresholds), ("sinks", self.sinks),
+                           ("maintenance", self.maintenance)):
             seen: set[str] = set()
             for i, item in enumerate(items):
                 name = item.name

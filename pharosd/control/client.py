@@ -1,8 +1,9 @@
 """The control client: ask the running daemon for its state over the control socket.
 
-``query_status(path)`` returns the daemon's state dict; it raises
-``NotRunning`` when nothing listens there and ``ControlError`` for every
-other failure (permission, timeout, an answer that is not JSON, too long).
+``query_status(path)`` returns the daemon's state dict and ``request(path, obj)``
+the answer to any other command; both raise ``NotRunning`` when nothing listens
+there and ``ControlError`` for every other failure (permission, timeout, an answer
+that is not JSON, too long, a refusal with the daemon's reason).
 """
 
 from __future__ import annotations
@@ -25,6 +26,15 @@ def query_status(path: str, timeout: float = 5.0) -> dict[str, Any]:
     Raises ``NotRunning`` when nothing listens there (no socket file, or a
     stale one) and ``ControlError`` for every other failure.
     """
+    response = request(path, {"cmd": "status"}, timeout)
+    state = response.get("state")
+    if not isinstance(state, dict):
+        raise ControlError("pharosd answered without a state object")
+    return state
+
+
+def request(path: str, obj: dict[str, Any], timeout: float = 5.0) -> dict[str, Any]:
+    """Send one request to the daemon at ``path``; its ``ok`` answer (else raise)."""
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     sock.settimeout(timeout)
     deadline = time.monotonic() + timeout
@@ -45,7 +55,7 @@ def query_status(path: str, timeout: float = 5.0) -> dict[str, Any]:
         try:
             # A busy daemon may answer and close before reading: read its answer anyway.
             with contextlib.suppress(BrokenPipeError, ConnectionResetError):
-                sock.sendall(encode({"cmd": "status"}))
+                sock.sendall(encode(obj))
             data = _read_line(sock, deadline)
         except TimeoutError as exc:
             raise ControlError(f"pharosd did not answer on {path} within {timeout:g}s") from exc
@@ -61,10 +71,7 @@ def query_status(path: str, timeout: float = 5.0) -> dict[str, Any]:
         raise ControlError(f"pharosd sent a {type(response).__name__}, expected an object")
     if not response.get("ok"):
         raise ControlError(f"pharosd refused: {response.get('error', 'no reason given')}")
-    state = response.get("state")
-    if not isinstance(state, dict):
-        raise ControlError("pharosd answered without a state object")
-    return state
+    return response
 
 
 def _read_line(sock: socket.socket, deadline: float) -> bytes:

@@ -15,7 +15,7 @@ from typing import Any
 from pharosd.model import parse_rfc3339, rfc3339
 
 _KNOWN = ("version", "pid", "host", "started_at", "config", "reload", "workers", "alerts",
-          "sinks", "pipeline")
+          "silences", "maintenance", "sinks", "pipeline")
 
 
 def render_status(state: Mapping[str, Any], now: float | None = None) -> str:
@@ -74,7 +74,20 @@ def render_status(state: Mapping[str, Any], now: float | None = None) -> str:
         out += _table(alerts, [
             ("RULE", "rule", _cell), ("LABELS", "labels", _labels), ("LEVEL", "level", _cell),
             ("STATUS", "status", _cell),
-            ("SINCE", "since", lambda v: "-" if v is None else _when(v, now))])
+            ("SINCE", "since", lambda v: "-" if v is None else _when(v, now)),
+            ("SILENCED", "silenced_by", _held)])
+
+    if "silences" in state:
+        silences = _rows(state.get("silences"))
+        out += ["", f"Silences ({len(silences)})", *_silence_table(silences, now)]
+
+    if "maintenance" in state:
+        windows = _rows(state.get("maintenance"))
+        out += ["", f"Maintenance windows in effect ({len(windows)})"]
+        out += _table(windows, [
+            ("NAME", "name", _cell), ("MATCHERS", "matchers", _cell),
+            ("SCHEDULE", "schedule", _cell),
+            ("CLOSES", "closes", lambda v: "-" if v is None else _until(v, now))])
 
     if "sinks" in state:
         sinks = _rows(state.get("sinks"))
@@ -199,3 +212,34 @@ def _when(value: Any, now: float) -> str:
     if ts is None:
         return _clean(value)
     return f"{rfc3339(ts)} ({_age(now - ts)} ago)"
+
+
+def _held(value: Any) -> str:
+    """``silence 3f2a9c0e1b7d: disk swap`` / ``maintenance patching``."""
+    if not isinstance(value, Mapping):
+        return "-" if not value else _clean(value)
+    kind, ident = _clean(value.get("kind", "?")), _clean(value.get("id", "?"))
+    if kind == "silence":
+        comment = _clean(value.get("comment") or "")
+        return f"silence {ident[:12]}" + (f": {comment}" if comment else "")
+    return f"{kind} {ident}"
+
+
+def _until(value: Any, now: float) -> str:
+    """A future timestamp as ``RFC3339 (in AGE)``; a past one as ``_when`` does."""
+    if _is_num(value) and float(value) > now:
+        return f"{rfc3339(float(value))} (in {_age(float(value) - now)})"
+    return _when(value, now)
+
+
+def _silence_table(silences: Sequence[Mapping[str, Any]], now: float) -> list[str]:
+    return _table(silences, [
+        ("ID", "id", _cell), ("STATE", "state", _cell), ("MATCHERS", "matchers", _cell),
+        ("ENDS", "ends_at", lambda v: "-" if v is None else _until(v, now)),
+        ("BY UID", "created_by", _cell), ("COMMENT", "comment", _cell)])
+
+
+def render_silences(silences: Any, now: float | None = None) -> str:
+    """``pharosd silence list``: one row per silence (active, pending, recently expired)."""
+    rows = _rows(silences)
+    return "\n".join(_silence_table(rows, time.time() if now is None else now)) + "\n"

@@ -5,7 +5,9 @@ every client with ``selectors``, so a client that connects and never
 writes, or never reads, only holds its own slot until its deadline.
 Requests are bounded (``max_request`` bytes), so are concurrent clients
 (``max_clients``; more are answered with an error and closed). The socket
-is mode 0660 and group ``pharos`` when that group exists.
+is mode 0660 and group ``pharos`` when that group exists. Each connection's
+peer credentials are read with ``SO_PEERCRED`` when it is accepted; commands
+that change state check them (``pharosd.control.protocol.may_change``).
 
 The ``state`` callable is called on the control thread, so it must be
 thread-safe and quick; it returns a JSON-able dict with (all optional) keys
@@ -22,6 +24,7 @@ import os
 import selectors
 import socket
 import stat
+import struct
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -29,7 +32,15 @@ from typing import Any
 
 import structlog
 
-from pharosd.control.protocol import SOCKET_GROUP, ControlError, StateFn, answer, encode
+from pharosd.control.protocol import (
+    SOCKET_GROUP,
+    Command,
+    ControlError,
+    Peer,
+    StateFn,
+    answer,
+    encode,
+)
 from pharosd.worker import WorkerContext
 
 log = structlog.get_logger(__name__)
@@ -49,6 +60,20 @@ class _Conn:
     outbox: bytes = b""
     answered: bool = False
     draining: bool = False   # answered and half-closed; reading the client's leftovers
+    peer: Peer | None = None
+
+
+_UCRED = struct.Struct("3i")
+
+
+def peer_of(sock: socket.socket) -> Peer | None:
+    """The credentials of the process at the other end of a unix socket, if known."""
+    try:
+        pid, uid, gid = _UCRED.unpack(
+            sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _UCRED.size))
+    except (OSError, struct.error):
+        return None
+    return Peer(pid, uid, gid)
 
 
 class ControlServer:
@@ -60,9 +85,11 @@ class ControlServer:
     def __init__(self, path: str, state: StateFn, *, group: str | None = SOCKET_GROUP,
                  mode: int = SOCKET_MODE, client_timeout: float = CLIENT_TIMEOUT,
                  max_request: int = MAX_REQUEST, max_clients: int = MAX_CLIENTS,
-                 tick: float = 0.5, retry_bind: float = RETRY_BIND) -> None:
+                 tick: float = 0.5, retry_bind: float = RETRY_BIND,
+                 commands: Mapping[str, Command] | None = None) -> None:
         self.path = path
         self._state = state
+        self._commands = dict(commands or {})
         self._group = group
         self._mode = mode
         self._client_timeout = client_timeout
@@ -234,7 +261,7 @@ class ControlServer:
                     sock.send(encode({"ok": False, "error": "busy: too many clients"}))
                 sock.close()
                 continue
-            conn = _Conn(sock, time.monotonic() + self._client_timeout)
+            conn = _Conn(sock, time.monotonic() + self._client_timeout, peer=peer_of(sock))
             conns[sock.fileno()] = conn
             sel.register(sock, selectors.EVENT_READ, conn)
 
@@ -259,7 +286,7 @@ class ControlServer:
 
     def _respond(self, sel: selectors.BaseSelector, conn: _Conn, line: bytes) -> None:
         try:
-            response = answer(line, self._state)
+            response = answer(line, self._state, self._commands, conn.peer)
         except Exception as exc:
             log.error("control_state_failed", error=repr(exc), exc_info=True)
             response = {"ok": False, "error": f"state unavailable: {exc!r}"}
