@@ -8,10 +8,10 @@ are first read once to check the depth, and a document nested deeper than
 ``FAST_DEPTH``, one that libyaml refuses, or a PyYAML without libyaml, is
 composed again by the pure-Python ``SafeLoader``, whose error texts are the ones
 users see: a syntax error becomes a ``ConfigError`` at its position. Both give
-the same nodes (libyaml marks a plain scalar's style ``''``, PyYAML ``None``). The helpers read mappings
-the way the loader needs: ``pairs`` (first of duplicate keys, ``<<`` merges
-under the keys written here), ``locate`` (the node at a key path, for
-positioned errors) and ``join_path`` (``a.b[2].c``).
+the same nodes (libyaml marks a plain scalar's style ``''``, PyYAML ``None``).
+The helpers read mappings the way the loader needs: ``pairs`` (first of
+duplicate keys, ``<<`` merges under the keys written here), ``locate`` (the
+node at a key path, for positioned errors) and ``join_path`` (``a.b[2].c``).
 """
 
 from __future__ import annotations
