@@ -4,7 +4,9 @@ Monotonic times do not survive a restart, so they are stored as ages
 (seconds before the export's ``now``) and turned back into times relative to
 the import's ``now``: the time the daemon was down does not count towards a
 soak or a cool. Wall times (``started_at``, ``breach_wall``) are kept as is.
-``state_from_dict`` raises ``ValueError`` on data it cannot read.
+``state_from_dict`` raises ``ValueError`` on data it cannot read;
+``read_instances`` reads one exported rule's instances, skipping what it cannot
+read; ``orphan_resolved`` is the event of a restored alert whose rule is gone.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from pharosd.alerting.machine import LEVEL_RANK, AlertState, Observation, Phase
-from pharosd.model import Level
+from pharosd.model import AlertEvent, Labels, Level, Op, fingerprint, labels_of
 
 _MONO = ("breach_since", "fired_at", "recover_since", "lower_since")
 _WALL = ("breach_wall", "started_at")
@@ -91,3 +93,32 @@ def _float(v: Any) -> float:
 
 def _opt_float(v: Any) -> float | None:
     return None if v is None else float(v)
+
+
+def read_instances(entry: Any, now: float) -> list[tuple[Labels, AlertState]]:
+    """The readable ``(labels, state)`` pairs of one exported rule entry."""
+    out: list[tuple[Labels, AlertState]] = []
+    if not isinstance(entry, Mapping):
+        return out
+    for item in entry.get("instances") or ():
+        try:
+            labels = labels_of((str(k), str(v)) for k, v in item["labels"])
+            out.append((labels, state_from_dict(item["state"], now)))
+        except (KeyError, TypeError, ValueError):
+            continue
+    return out
+
+
+def orphan_resolved(entry: Mapping[str, Any], labels: Labels, state: AlertState, host: str,
+                    wall: float) -> AlertEvent:
+    """The ``resolved`` event of a restored open alert whose rule is gone."""
+    name = str(entry.get("rule", "?"))
+    op: Op = "below" if entry.get("op") == "below" else "above"
+    assert state.level is not None and state.started_at is not None
+    return AlertEvent(
+        status="resolved", rule=name, level=state.level, metric=str(entry.get("metric", "")),
+        labels=labels, value=state.value, limit=state.limit, op=op, host=host,
+        started_at=state.started_at, at=wall,
+        summary=f"{name}: threshold removed while pharosd was down, resolved",
+        fingerprint=fingerprint(name, labels),
+    )
