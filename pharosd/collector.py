@@ -52,7 +52,7 @@ from typing import Any
 import structlog
 
 from pharosd.clock import Clock, SystemClock
-from pharosd.errors import ProbeError
+from pharosd.errors import ProbeError, describe_error
 from pharosd.model import Sample
 from pharosd.source import Source
 from pharosd.worker import WorkerContext
@@ -72,11 +72,6 @@ def source_key(source: Source) -> Hashable:
     if key is None:
         return ("object", id(source))
     return key
-
-
-def _describe(e: BaseException) -> str:
-    text = str(e)
-    return f"{type(e).__name__}: {text}" if text else type(e).__name__
 
 
 def _collect(source: Source, now: float) -> list[Sample]:
@@ -319,7 +314,7 @@ class Collector:
             e.ran_once = True
             active = e.active
             if err is not None:
-                message = _describe(err)
+                message = describe_error(err)
                 e.failures += 1
                 e.failing = True
                 e.last_error = message
@@ -345,7 +340,7 @@ class Collector:
             try:
                 consumer(list(samples))
             except Exception as ex:
-                message = _describe(ex)
+                message = describe_error(ex)
                 with self._lock:
                     self._consumer_failures += 1
                     announce = self._consumer_errors.get(i) != message

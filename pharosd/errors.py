@@ -11,6 +11,8 @@
     ├── UplinkError              the remote_write receiver refused or is unreachable
     └── SupervisorGaveUp         workers crashed too often (exit 70)
 
+``describe_error(e)`` is how an exception reads in a log line or a status field.
+
 Messages state the constraint and the value that broke it.
 """
 
@@ -80,3 +82,10 @@ class UplinkError(PharosError):
 
 class SupervisorGaveUp(PharosError):
     """Workers crashed more than ``max_restarts`` times in ``period``."""
+
+
+def describe_error(e: BaseException) -> str:
+    """An exception for a log line or a status field: ``ConnectionRefusedError: [Errno
+    111] Connection refused``, or the bare type name when the message is empty."""
+    text = str(e)
+    return f"{type(e).__name__}: {text}" if text else type(e).__name__

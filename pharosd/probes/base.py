@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import structlog
 
-from pharosd.errors import ProbeError
+from pharosd.errors import ProbeError, describe_error
 from pharosd.model import NO_LABELS, Sample
 from pharosd.probes.config import ProbeConfig
 from pharosd.probes.status import (
@@ -36,12 +36,6 @@ log = structlog.get_logger(__name__)
 
 MAX_NOTE = 1024
 FAILED = "check failed: "
-
-
-def describe_error(e: BaseException) -> str:
-    """``ConnectionRefusedError: [Errno 111] Connection refused``; never empty."""
-    text = str(e)
-    return f"{type(e).__name__}: {text}" if text else type(e).__name__
 
 
 @dataclass(frozen=True, slots=True)

@@ -30,10 +30,12 @@ from urllib.parse import urlsplit
 import structlog
 
 from pharosd.config.units import format_duration
-from pharosd.probes.base import CheckResult, Probe, describe_error
+from pharosd.errors import describe_error
+from pharosd.probes.base import CheckResult, Probe
 from pharosd.probes.config import HttpProbeConfig
 from pharosd.probes.status import OK, UNKNOWN_STATE
 from pharosd.probes.x509 import not_after
+from pharosd.redact import redact_url
 
 log = structlog.get_logger(__name__)
 
@@ -54,7 +56,7 @@ class HttpProbe(Probe):
         self.https = parts.scheme == "https"
         self.host = parts.hostname or ""
         self.port = parts.port or (443 if self.https else 80)
-        self.what = f"{cfg.method} {cfg.url}"
+        self.what = f"{cfg.method} {redact_url(cfg.url)}"
         self._straggler: threading.Thread | None = None
         self._cert_error: str | None = None
 

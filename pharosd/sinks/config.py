@@ -14,6 +14,7 @@ from typing import Literal
 from urllib.parse import urlsplit
 
 from pharosd.config.types import Duration, FrozenDict, Size
+from pharosd.redact import redact_url
 
 Facility = Literal[
     "kern", "user", "mail", "daemon", "auth", "syslog", "lpr", "news", "uucp", "cron",
@@ -106,7 +107,7 @@ class SyslogSinkConfig:
 def _http_issues(url: str, key: str) -> list[tuple[str, str]]:
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.netloc:
-        return [(key, f"expected an http:// or https:// URL, got {url!r}")]
+        return [(key, f"expected an http:// or https:// URL, got {redact_url(url)!r}")]
     return []
 
 

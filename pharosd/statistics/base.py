@@ -25,17 +25,12 @@ from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 import structlog
 
 from pharosd.config.schema import StatisticConfig
+from pharosd.errors import describe_error
 from pharosd.model import Labels, Sample
 
 log = structlog.get_logger(__name__)
 
 Monotonic = Callable[[], float]
-
-
-def describe_error(e: BaseException) -> str:
-    """``OSError: [Errno 2] ...`` style text, never empty."""
-    text = str(e)
-    return f"{type(e).__name__}: {text}" if text else type(e).__name__
 
 
 class Statistic:
