@@ -20,8 +20,6 @@ from pathlib import Path
 
 import pytest
 import structlog
-from hypothesis import given
-from hypothesis import strategies as st
 from peers import free_port, wait_for
 from peers.receiver import HANG, Receiver, Request
 from peers.sinktools import PeriodicSink, ScriptedSink, event, ids, running

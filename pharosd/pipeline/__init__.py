@@ -17,29 +17,32 @@ one slow receiver does not hold up another), infers ended series once a
 second (stale markers, see ``series``) and expires old spill rows every
 10 s. The modules: ``config`` (shapes), ``batch`` (packed batches),
 ``remote_write`` (wire format), ``compression`` (snappy), ``series``,
-``buffer``, ``spill``, ``delivery`` (backoff, splitting rejections),
-``uplink`` (a receiver's lane), ``telemetry`` (the "self" source).
+``buffer``, ``spill``, ``delivery`` (splitting rejections), ``receiver``
+(resolved settings), ``transport`` (HTTP and how requests run), ``uplink``
+(a receiver's lane), ``telemetry`` (the "self" source).
 """
 
 from __future__ import annotations
 
 import os
 import threading
-import time
 from array import array
 from typing import TYPE_CHECKING, Any
 
 import structlog
 
 from pharosd.clock import Clock, SystemClock
+from pharosd.errors import describe_error
 from pharosd.worker import WorkerContext
 
 if TYPE_CHECKING:
     from pharosd.config.schema import Config
     from pharosd.model import Sample
+    from pharosd.pipeline.receiver import ReceiverSettings
     from pharosd.pipeline.series import SeriesRegistry
     from pharosd.pipeline.spill import Spill
-    from pharosd.pipeline.uplink import Lane, ReceiverSettings
+    from pharosd.pipeline.transport import Launcher, Transport
+    from pharosd.pipeline.uplink import Lane
 
 log = structlog.get_logger(__name__)
 
@@ -69,10 +72,12 @@ class UplinkWorker:
 
 class Pipeline:
     def __init__(self, config: Config, *, state_dir: str, host: str,
-                 clock: Clock | None = None) -> None:
+                 clock: Clock | None = None, transport: Transport | None = None,
+                 launcher: Launcher | None = None) -> None:
         from pharosd.pipeline.series import SeriesRegistry
 
         self._clock: Clock = clock or SystemClock()
+        self._transport, self._launcher = transport, launcher   # None: the real ones
         self._state_dir = state_dir
         self._host = host
         self._lock = threading.RLock()
@@ -98,7 +103,7 @@ class Pipeline:
     # -- building --------------------------------------------------------------
 
     def _settings(self, config: Config) -> list[ReceiverSettings]:
-        from pharosd.pipeline.uplink import resolve_settings
+        from pharosd.pipeline.receiver import resolve_settings
 
         return [resolve_settings(rw, index=i, host=self._host, capacity=config.buffer.capacity)
                 for i, rw in enumerate(config.uplink.remote_write)]
@@ -117,7 +122,8 @@ class Pipeline:
         self._spill, self._spill_path = spill, path
         for s in settings:
             self._lanes[s.name] = Lane(s, spill, self._registry.key_of, self._clock,
-                                       self._wake, base_seq=self._seq)
+                                       self._wake, base_seq=self._seq,
+                                       transport=self._transport, launcher=self._launcher)
         for lane_name in spill.lanes():
             if lane_name not in self._lanes:
                 n = spill.drop_lane(lane_name, "receiver_removed")
@@ -158,10 +164,10 @@ class Pipeline:
                 self._wake.set()
         except Exception as e:
             self._offer_errors += 1
-            now = time.monotonic()
+            now = self._clock.monotonic()
             if now - self._last_offer_log >= 60.0:
                 self._last_offer_log = now
-                log.error("pipeline_offer_failed", error=f"{type(e).__name__}: {e}",
+                log.error("pipeline_offer_failed", error=describe_error(e),
                           failures=self._offer_errors)
 
     # -- the worker's side -------------------------------------------------------
@@ -246,7 +252,9 @@ class Pipeline:
                 kept = self._lanes.get(name)
                 if kept is None:
                     self._lanes[name] = Lane(s, spill, self._registry.key_of, self._clock,
-                                             self._wake, base_seq=self._seq)
+                                             self._wake, base_seq=self._seq,
+                                             transport=self._transport,
+                                             launcher=self._launcher)
                     log.info("receiver_added", receiver=name, url=s.safe_url)
                 else:
                     kept.apply(s)
