@@ -45,6 +45,7 @@ from typing import Any, TextIO
 
 import structlog
 
+from pharosd.config.units import format_duration
 from pharosd.errors import PharosError
 from pharosd.model import parse_rfc3339, rfc3339
 from pharosd.worker import WorkerContext
@@ -652,20 +653,10 @@ def _flat(value: Any) -> str:
 
 
 def _age(seconds: Any) -> str:
-    """``0.4s``, ``42s``, ``3m12s``, ``2h05m``, ``3d04h``."""
+    """``400ms``, ``42s``, ``3m12s``, ``2h5m``, ``3d4h`` (``format_duration``, coarse)."""
     if not _is_num(seconds):
         return "-"
-    s = max(0.0, float(seconds))
-    if s < 10:
-        return f"{s:.1f}s"
-    n = int(s)
-    if n < 60:
-        return f"{n}s"
-    if n < 3600:
-        return f"{n // 60}m{n % 60:02d}s"
-    if n < 86400:
-        return f"{n // 3600}h{n % 3600 // 60:02d}m"
-    return f"{n // 86400}d{n % 86400 // 3600:02d}h"
+    return format_duration(float(seconds), coarse=True)
 
 
 def _when(value: Any, now: float) -> str:

@@ -11,7 +11,6 @@ from hypothesis import strategies as st
 from pharosd.alerting.machine import Transition
 from pharosd.alerting.rules import Rule, compile_rules
 from pharosd.alerting.summary import (
-    format_duration,
     format_value,
     metric_info,
     summarize,
@@ -19,6 +18,7 @@ from pharosd.alerting.summary import (
 from pharosd.alerting.window import Window
 from pharosd.config.schema import Config, LevelLimits, ThresholdConfig, WindowConfig
 from pharosd.config.types import Duration, FrozenDict
+from pharosd.config.units import format_duration
 from pharosd.model import Sample, labels_of
 
 DEFAULTS = Config()
@@ -395,11 +395,11 @@ def test_forced_resolution_reason() -> None:
 
 @pytest.mark.parametrize(("seconds", "text"), [
     (0, "0s"), (-3, "0s"), (math.nan, "0s"), (0.25, "250ms"), (0.0001, "1ms"), (1, "1s"),
-    (30, "30s"), (59.6, "1m"), (60, "1m"), (90, "1m30s"), (3600, "1h"), (3661, "1h1m1s"),
-    (86400 + 7200, "1d2h"),
+    (30, "30s"), (59.6, "1m"), (60, "1m"), (90, "1m30s"), (3600, "1h"), (3661, "1h1m"),
+    (86400 + 7200, "1d2h"), (86400 + 300, "1d"), (math.inf, "0s"),
 ])
-def test_format_duration(seconds: float, text: str) -> None:
-    assert format_duration(seconds) == text
+def test_coarse_format_duration(seconds: float, text: str) -> None:
+    assert format_duration(seconds, coarse=True) == text
 
 
 @pytest.mark.parametrize(("value", "unit", "limit", "text"), [

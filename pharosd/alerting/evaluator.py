@@ -40,9 +40,10 @@ from pharosd.alerting.machine import (
 )
 from pharosd.alerting.rules import Rule, compile_rules
 from pharosd.alerting.snapshot import state_from_dict, state_to_dict
-from pharosd.alerting.summary import format_duration, summarize
+from pharosd.alerting.summary import summarize
 from pharosd.alerting.window import Window
 from pharosd.config.schema import Config, ThresholdConfig
+from pharosd.config.units import format_duration
 from pharosd.model import AlertEvent, Labels, Op, Sample, fingerprint, labels_of
 
 STATE_VERSION = 1
@@ -336,7 +337,7 @@ class Evaluator:
     def _forget(self, slot: _Slot, inst: _Instance, now: float, wall: float,
                 events: list[AlertEvent]) -> None:
         if inst.state.open:
-            reason = f"no data for {format_duration(now - inst.last_seen)}"
+            reason = f"no data for {format_duration(now - inst.last_seen, coarse=True)}"
             events.append(self._forced_resolve(slot, inst, now, wall, reason))
             self._counters["stale_resolved"] += 1
         del slot.instances[inst.labels]

@@ -23,6 +23,7 @@ from typing import Literal
 
 from pharosd.alerting.machine import Transition
 from pharosd.alerting.rules import Rule
+from pharosd.config.units import format_duration
 from pharosd.model import Labels
 
 Unit = Literal["percent", "bytes", "bytes_per_second", "per_second", "seconds",
@@ -115,21 +116,6 @@ def metric_info(metric: str, labels: Labels = ()) -> MetricInfo:
 # -- numbers ------------------------------------------------------------------
 
 
-def format_duration(seconds: float) -> str:
-    """``30s``, ``1m``, ``1m30s``, ``1h``, ``2d3h``; under a second ``250ms``."""
-    if not math.isfinite(seconds) or seconds <= 0:
-        return "0s"
-    if seconds < 1:
-        return f"{max(1, round(seconds * 1000))}ms"
-    rest = round(seconds)
-    parts = []
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
-        n, rest = divmod(rest, size)
-        if n:
-            parts.append(f"{n}{unit}")
-    return "".join(parts)
-
-
 def _compact(x: float) -> str:
     """A number as people write it: 90, 2.5, 0.125 (at most 2 decimals above 1)."""
     if math.isnan(x):
@@ -162,7 +148,7 @@ def format_value(value: float | None, unit: Unit, *, limit: bool = False) -> str
     if value is None:
         return "?"
     if unit == "seconds":
-        return format_duration(value)
+        return format_duration(value, coarse=True)
     if unit == "bytes":
         return _bytes(value, limit)
     if unit == "bytes_per_second":
@@ -220,7 +206,7 @@ def render_template(template: str, rule: Rule, event: Transition, labels: Labels
         note=note or "",
         labels=", ".join(f"{k}={v}" for k, v in labels),
         status=event.status,
-        duration=format_duration(event.duration),
+        duration=format_duration(event.duration, coarse=True),
         reason=reason or "",
     )
     try:
@@ -234,9 +220,9 @@ def generated_summary(rule: Rule, event: Transition, labels: Labels,
     info = metric_info(rule.metric, labels)
     value = format_value(event.value, info.unit)
     limit = format_value(event.limit, info.unit, limit=True)
-    window = (f"{rule.window_mode} over {format_duration(rule.window_over)}"
+    window = (f"{rule.window_mode} over {format_duration(rule.window_over, coarse=True)}"
               if rule.window_over is not None else None)
-    duration = format_duration(event.duration)
+    duration = format_duration(event.duration, coarse=True)
     if event.status == "resolved":
         head = f"{info.description} {value}" + (f" ({window})" if window else "")
         if reason:
