@@ -38,13 +38,13 @@ import selectors
 import socket
 import stat
 import sys
-import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
 import structlog
 
+from pharosd.clock import Clock, SystemClock
 from pharosd.config.units import format_duration
 from pharosd.errors import PharosError
 from pharosd.model import parse_rfc3339, rfc3339
@@ -163,8 +163,10 @@ class ControlServer:
     def __init__(self, path: str, state: StateFn, *, group: str | None = SOCKET_GROUP,
                  mode: int = SOCKET_MODE, client_timeout: float = CLIENT_TIMEOUT,
                  max_request: int = MAX_REQUEST, max_clients: int = MAX_CLIENTS,
-                 tick: float = 0.5, retry_bind: float = RETRY_BIND) -> None:
+                 tick: float = 0.5, retry_bind: float = RETRY_BIND,
+                 clock: Clock | None = None) -> None:
         self.path = path
+        self._clock: Clock = clock or SystemClock()
         self._state = state
         self._group = group
         self._mode = mode
@@ -191,10 +193,10 @@ class ControlServer:
             bound = self._bind()
             if bound is None:
                 # Keep beating while waiting: a missing socket is not a hung worker.
-                retry_at = time.monotonic() + self._retry_bind
-                while not ctx.wait(min(self._tick, retry_at - time.monotonic())):
+                retry_at = self._clock.monotonic() + self._retry_bind
+                while not ctx.wait(min(self._tick, retry_at - self._clock.monotonic())):
                     ctx.beat()
-                    if time.monotonic() >= retry_at:
+                    if self._clock.monotonic() >= retry_at:
                         break
                 continue
             listener, inode = bound
@@ -297,7 +299,7 @@ class ControlServer:
 
     def _serve_once(self, sel: selectors.BaseSelector, listener: socket.socket,
                     conns: dict[int, _Conn]) -> None:
-        now = time.monotonic()
+        now = self._clock.monotonic()
         timeout = self._tick
         if conns:
             timeout = min(timeout, max(0.0, min(c.deadline for c in conns.values()) - now))
@@ -312,7 +314,7 @@ class ControlServer:
                 self._read(sel, conns, conn)
             elif events & selectors.EVENT_WRITE:
                 self._write(sel, conns, conn)
-        now = time.monotonic()
+        now = self._clock.monotonic()
         for conn in [c for c in conns.values() if c.deadline <= now]:
             if not conn.draining:
                 self.timeouts += 1
@@ -337,7 +339,7 @@ class ControlServer:
                     sock.send(encode({"ok": False, "error": "busy: too many clients"}))
                 sock.close()
                 continue
-            conn = _Conn(sock, time.monotonic() + self._client_timeout)
+            conn = _Conn(sock, self._clock.monotonic() + self._client_timeout)
             conns[sock.fileno()] = conn
             sel.register(sock, selectors.EVENT_READ, conn)
 
@@ -419,7 +421,8 @@ class ControlServer:
 # -- client -------------------------------------------------------------------------
 
 
-def query_status(path: str, timeout: float = 5.0) -> dict[str, Any]:
+def query_status(path: str, timeout: float = 5.0, *,
+                 clock: Clock | None = None) -> dict[str, Any]:
     """Ask the daemon at ``path`` for its state.
 
     Raises ``NotRunning`` when nothing listens there (no socket file, or a
@@ -427,7 +430,8 @@ def query_status(path: str, timeout: float = 5.0) -> dict[str, Any]:
     """
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     sock.settimeout(timeout)
-    deadline = time.monotonic() + timeout
+    clock = clock or SystemClock()
+    deadline = clock.monotonic() + timeout
     try:
         try:
             sock.connect(path)
@@ -446,7 +450,7 @@ def query_status(path: str, timeout: float = 5.0) -> dict[str, Any]:
             # A busy daemon may answer and close before reading: read its answer anyway.
             with contextlib.suppress(BrokenPipeError, ConnectionResetError):
                 sock.sendall(encode({"cmd": "status"}))
-            data = _read_line(sock, deadline)
+            data = _read_line(sock, deadline, clock)
         except TimeoutError as exc:
             raise ControlError(f"pharosd did not answer on {path} within {timeout:g}s") from exc
         except OSError as exc:
@@ -467,11 +471,11 @@ def query_status(path: str, timeout: float = 5.0) -> dict[str, Any]:
     return state
 
 
-def _read_line(sock: socket.socket, deadline: float) -> bytes:
+def _read_line(sock: socket.socket, deadline: float, clock: Clock) -> bytes:
     chunks: list[bytes] = []
     size = 0
     while True:
-        remaining = deadline - time.monotonic()
+        remaining = deadline - clock.monotonic()
         if remaining <= 0:
             raise TimeoutError
         sock.settimeout(remaining)
@@ -505,7 +509,7 @@ def render_status(state: Mapping[str, Any], now: float | None = None) -> str:
     Keys it does not know are not lost: a mapping becomes a section of
     ``key  value`` lines, anything else a ``key: value`` line.
     """
-    now = time.time() if now is None else now
+    now = SystemClock().wall() if now is None else now
     out: list[str] = []
 
     head = "pharosd"

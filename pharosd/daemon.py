@@ -18,7 +18,6 @@ from __future__ import annotations
 import os
 import queue
 import signal
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -28,6 +27,7 @@ import structlog
 from pharosd import __version__, faults
 from pharosd.alerting.evaluator import Evaluator
 from pharosd.bus import Bus
+from pharosd.clock import Clock, SystemClock
 from pharosd.collector import Collector
 from pharosd.config import LoadedConfig, load_config
 from pharosd.config.schema import Config, ThresholdConfig
@@ -74,7 +74,8 @@ def build_sources(config: Config) -> list[Source]:
 
 class Daemon:
     def __init__(self, loaded: LoadedConfig, *, config_path: str | None,
-                 environ: Mapping[str, str] | None = None) -> None:
+                 environ: Mapping[str, str] | None = None, clock: Clock | None = None) -> None:
+        self.clock: Clock = clock or SystemClock()
         self.environ = dict(os.environ if environ is None else environ)
         self.loaded = loaded
         self.config_path = config_path
@@ -84,10 +85,11 @@ class Daemon:
         cfg = loaded.config
         self.host = cfg.resolved_host()
         self.state_dir = cfg.resolved_state_dir()
-        self.supervisor = Supervisor(cfg.supervisor.max_restarts, cfg.supervisor.period)
+        self.supervisor = Supervisor(cfg.supervisor.max_restarts, cfg.supervisor.period,
+                                     clock=self.clock)
         self.bus = Bus()
         self.sinks: dict[str, _SinkSlot] = {}
-        self.started_at = time.time()
+        self.started_at = self.clock.wall()
         self.reload_state: dict[str, Any] = {"ok": True, "at": None, "errors": []}
         self.ready = False
         self._uplink_names: set[str] = set()
@@ -95,8 +97,8 @@ class Daemon:
     # -- building ----------------------------------------------------------
 
     def _sink_worker(self, cfg: SinkConfig) -> SinkWorker:
-        sink = build_sink(cfg, state_dir=self.state_dir, host=self.host)
-        return SinkWorker(sink, cfg, outbox_path(self.state_dir, cfg.name))
+        sink = build_sink(cfg, state_dir=self.state_dir, host=self.host, clock=self.clock)
+        return SinkWorker(sink, cfg, outbox_path(self.state_dir, cfg.name), clock=self.clock)
 
     def _supervise(self, worker: Worker) -> None:
         self.supervisor.start(faults.wrap(worker, self._faults))
@@ -109,17 +111,17 @@ class Daemon:
             handle = self.bus.subscribe(sink_cfg.name, worker.submit)
             self.sinks[sink_cfg.name] = _SinkSlot(sink_cfg, worker, handle)
         self.evaluator = EvaluatorWorker(
-            Evaluator(all_thresholds(cfg), cfg, self.host), self.bus,
+            Evaluator(all_thresholds(cfg), cfg, self.host), self.bus, clock=self.clock,
             state_path=os.path.join(self.state_dir, "alert-state.json"))
-        self.pipeline = Pipeline(cfg, state_dir=self.state_dir, host=self.host)
+        self.pipeline = Pipeline(cfg, state_dir=self.state_dir, host=self.host, clock=self.clock)
         sources = build_sources(cfg)
         if self.pipeline.enabled:
             sources.append(self._telemetry(cfg))
         # offer() is a no-op while no receiver is configured; a reload may add one.
         consumers = [self.evaluator.submit, self.pipeline.offer]
-        self.collector = Collector(sources, consumers)
+        self.collector = Collector(sources, consumers, clock=self.clock)
         self.control = ControlServer(default_socket_path(self.environ, self.state_dir),
-                                     self.state)
+                                     self.state, clock=self.clock)
 
     def _sync_uplink_workers(self) -> None:
         """Start the uplink's workers when a reload turned it on; stop them when off."""
@@ -135,7 +137,8 @@ class Daemon:
     def _telemetry(self, cfg: Config) -> Source:
         from pharosd.pipeline.telemetry import TelemetrySource  # only with an uplink
 
-        return TelemetrySource(self.pipeline, self._supervisor_stats, cfg.interval)
+        return TelemetrySource(self.pipeline, self._supervisor_stats, cfg.interval,
+                               clock=self.clock)
 
     def _supervisor_stats(self) -> dict[str, float]:
         return {"restarts": float(self.supervisor.total_restarts)}
@@ -173,9 +176,9 @@ class Daemon:
 
     def _loop(self) -> int:
         wd = self.notifier.watchdog_interval
-        next_ping = time.monotonic()
+        next_ping = self.clock.monotonic()
         while True:
-            timeout = 1.0 if wd is None else max(0.0, min(1.0, next_ping - time.monotonic()))
+            timeout = 1.0 if wd is None else max(0.0, min(1.0, next_ping - self.clock.monotonic()))
             try:
                 signum: int | None = self._signals.get(timeout=timeout)
             except queue.Empty:
@@ -197,19 +200,19 @@ class Daemon:
                 log.info("daemon_ready")
             elif self.ready:
                 self.notifier.status(self.status_line())
-            if wd is not None and time.monotonic() >= next_ping:
+            if wd is not None and self.clock.monotonic() >= next_ping:
                 hung = self.supervisor.hung()
                 if hung:
                     log.error("watchdog_withheld", hung_workers=hung)
                 else:
                     self.notifier.watchdog()
-                next_ping = time.monotonic() + wd
+                next_ping = self.clock.monotonic() + wd
 
     def _shutdown(self, code: int) -> int:
         self.notifier.stopping()
-        deadline = time.monotonic() + STOP_TIMEOUT
+        deadline = self.clock.monotonic() + STOP_TIMEOUT
         self.supervisor.stop("collector", timeout=1.0)
-        self.supervisor.stop_all(timeout=max(0.5, deadline - time.monotonic()))
+        self.supervisor.stop_all(timeout=max(0.5, deadline - self.clock.monotonic()))
         for slot in self.sinks.values():
             slot.worker.close()
         self.pipeline.close()
@@ -232,10 +235,10 @@ class Daemon:
                       else [str(exc)])
             for err in errors:
                 log.error("reload_failed", error=err)
-            self.reload_state = {"ok": False, "at": time.time(), "errors": errors}
+            self.reload_state = {"ok": False, "at": self.clock.wall(), "errors": errors}
             self.notifier.status(self.status_line())
             return False
-        self.reload_state = {"ok": True, "at": time.time(), "errors": []}
+        self.reload_state = {"ok": True, "at": self.clock.wall(), "errors": []}
         self.notifier.ready(self.status_line())
         log.info("reload_done", config=new.source, digest=new.digest[:12])
         return True

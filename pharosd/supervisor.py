@@ -24,7 +24,7 @@ import structlog
 
 from pharosd.backoff import Backoff
 from pharosd.clock import Clock, SystemClock
-from pharosd.errors import SupervisorGaveUp
+from pharosd.errors import SupervisorGaveUp, describe_error
 from pharosd.worker import Worker, WorkerContext
 
 log = structlog.get_logger(__name__)
@@ -84,7 +84,7 @@ class Supervisor:
         try:
             slot.worker.run(ctx)
         except BaseException as exc:
-            slot.last_error = f"{type(exc).__name__}: {exc}"
+            slot.last_error = describe_error(exc)
             log.error("worker_crashed", worker=slot.worker.name, error=slot.last_error,
                       traceback=traceback.format_exc())
             slot.crashed = True

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 import structlog
 
+from pharosd.clock import Clock, SystemClock
 from pharosd.errors import ProbeError, describe_error
 from pharosd.model import NO_LABELS, Sample
 from pharosd.probes.config import ProbeConfig
@@ -74,8 +75,9 @@ class Probe:
     blocking: bool = True
     kind: str = "probe"
 
-    def __init__(self, cfg: ProbeConfig, every: float) -> None:
+    def __init__(self, cfg: ProbeConfig, every: float, clock: Clock | None = None) -> None:
         self.cfg = cfg
+        self.clock: Clock = clock or SystemClock()
         self.name: str = cfg.name
         self.every: float = float(every)
         # Identifies the configuration: a reload that leaves it equal can keep this

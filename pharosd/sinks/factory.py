@@ -85,7 +85,7 @@ def build_sink(cfg: SinkConfig, *, state_dir: str, host: str, ephemeral: bool = 
         kw = _http_kwargs(cfg)
         return WebhookSink(cfg.name, cfg.url, fmt=cfg.format, secret=read_secret(cfg, "secret"),
                            external_url=cfg.external_url, generator_url=cfg.generator_url,
-                           **kw)  # type: ignore[arg-type]
+                           clock=clock, **kw)  # type: ignore[arg-type]
     if isinstance(cfg, AlertmanagerSinkConfig):
         from pharosd.sinks.alertmanager import AlertmanagerSink
 

@@ -10,10 +10,10 @@ sink name. The Alertmanager sink's re-send state is not touched.
 from __future__ import annotations
 
 import contextlib
-import time
 from typing import TYPE_CHECKING, TextIO
 
-from pharosd.errors import ConfigError, DeliveryError
+from pharosd.clock import Clock, SystemClock
+from pharosd.errors import ConfigError, DeliveryError, describe_error
 from pharosd.model import AlertEvent, fingerprint, labels_of
 from pharosd.sinks.factory import build_sink
 
@@ -38,7 +38,8 @@ def synthetic_events(host: str, sink: str, now: float) -> tuple[AlertEvent, Aler
     return firing, resolved
 
 
-def run_test_alert(config: Config, sink: str | None, out: TextIO) -> int:
+def run_test_alert(config: Config, sink: str | None, out: TextIO, *,
+                   clock: Clock | None = None) -> int:
     names = [s.name for s in config.sinks]
     if sink is not None and sink not in names:
         known = ", ".join(names) or "none"
@@ -50,7 +51,7 @@ def run_test_alert(config: Config, sink: str | None, out: TextIO) -> int:
     for cfg in config.sinks:
         if sink is not None and cfg.name != sink:
             continue
-        reason = _try(cfg, state_dir, host)
+        reason = _try(cfg, state_dir, host, clock or SystemClock())
         if reason is None:
             out.write(f"{cfg.name}: ok\n")
         else:
@@ -60,21 +61,21 @@ def run_test_alert(config: Config, sink: str | None, out: TextIO) -> int:
     return 1 if failed else 0
 
 
-def _try(cfg: object, state_dir: str, host: str) -> str | None:
+def _try(cfg: object, state_dir: str, host: str, clock: Clock) -> str | None:
     try:
         built = build_sink(cfg, state_dir=state_dir, host=host,  # type: ignore[arg-type]
-                           ephemeral=True)
+                           ephemeral=True, clock=clock)
     except ConfigError as e:
         return str(e)
     except (OSError, ValueError) as e:
         return f"cannot build the sink: {e}"
     try:
-        for event in synthetic_events(host, built.name, time.time()):
+        for event in synthetic_events(host, built.name, clock.wall()):
             built.deliver(event)
     except DeliveryError as e:
         return str(e)
     except Exception as e:  # a sink bug must still give a line of output
-        return f"{type(e).__name__}: {e}"
+        return describe_error(e)
     finally:
         with contextlib.suppress(Exception):
             built.close()
