@@ -36,9 +36,7 @@ from pharosd import __version__
 from pharosd.backoff import Backoff
 from pharosd.clock import FakeClock
 from pharosd.config.schema import Config
-from pharosd.config.types import Duration
 from pharosd.model import Sample
-from pharosd.pipeline import Pipeline
 from pharosd.pipeline.config import (
     BasicAuthConfig,
     BufferConfig,
@@ -50,6 +48,8 @@ from pharosd.pipeline.receiver import ReceiverSettings
 from pharosd.pipeline.remote_write import STALE_NAN_BITS
 from pharosd.pipeline.telemetry import TelemetrySource
 from pharosd.pipeline.transport import InlineLauncher, Reply
+from pharosd.pipeline.worker import Pipeline
+from pharosd.types import Duration
 from pharosd.worker import WorkerContext
 
 pytestmark = pytest.mark.timeout(120)
@@ -320,7 +320,7 @@ def test_an_outage_spills_and_every_sample_arrives_once_afterwards(tmp_path, dri
     def answer(name: str, rows: list[Row]) -> Reply | Exception:
         return ConnectionRefusedError(111, "Connection refused") if down["yes"] else Reply(204)
 
-    d = drives(tmp_path, config(rw(max_backoff=Duration(2.0))), answer)
+    d = drives(tmp_path, config(rw(max_backoff=Duration(2.0)), stale_markers=False), answer)
     produced = 0
     for tick in range(40):                  # 4 s with nobody listening
         d.p.offer(samples(tick, n=5))

@@ -30,6 +30,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from pharosd.alerting.config import AlertDefaults, ThresholdConfig
 from pharosd.alerting.machine import (
     OK_STATE,
     AlertMachine,
@@ -42,9 +43,8 @@ from pharosd.alerting.rules import Rule, compile_rules
 from pharosd.alerting.snapshot import state_from_dict, state_to_dict
 from pharosd.alerting.summary import summarize
 from pharosd.alerting.window import Window
-from pharosd.config.schema import Config, ThresholdConfig
-from pharosd.config.units import format_duration
 from pharosd.model import AlertEvent, Labels, Op, Sample, fingerprint, labels_of
+from pharosd.units import format_duration
 
 STATE_VERSION = 1
 MIN_STALE = 600.0           # seconds; see the module docstring
@@ -93,7 +93,7 @@ class _Slot:
 class Evaluator:
     """Applies thresholds to samples and runs one alert machine per instance."""
 
-    def __init__(self, thresholds: Sequence[ThresholdConfig], defaults: Config, host: str,
+    def __init__(self, thresholds: Sequence[ThresholdConfig], defaults: AlertDefaults, host: str,
                  *, min_stale: float = MIN_STALE, max_instances: int = MAX_INSTANCES) -> None:
         self.host = host
         self.min_stale = min_stale
@@ -160,7 +160,7 @@ class Evaluator:
             self._collect(now_mono)
         return events
 
-    def reconfigure(self, thresholds: Sequence[ThresholdConfig], defaults: Config, *,
+    def reconfigure(self, thresholds: Sequence[ThresholdConfig], defaults: AlertDefaults, *,
                     now_mono: float | None = None,
                     now_wall: float | None = None) -> list[AlertEvent]:
         """Apply new thresholds; ``resolved`` for open alerts of removed or changed rules.
@@ -272,7 +272,7 @@ class Evaluator:
 
     # -- internals -------------------------------------------------------------
 
-    def _install(self, rules: list[Rule], defaults: Config) -> None:
+    def _install(self, rules: list[Rule], defaults: AlertDefaults) -> None:
         base = float(defaults.interval)
         intervals: dict[str, float] = {
             str(s.name): float(s.every or base) for s in defaults.statistics}

@@ -23,8 +23,8 @@ from typing import Literal
 
 from pharosd.alerting.machine import Transition
 from pharosd.alerting.rules import Rule
-from pharosd.config.units import format_duration
 from pharosd.model import Labels
+from pharosd.units import format_duration
 
 Unit = Literal["percent", "bytes", "bytes_per_second", "per_second", "seconds",
                "count", "number", "celsius", "status"]

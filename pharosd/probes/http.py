@@ -29,13 +29,13 @@ from urllib.parse import urlsplit
 import structlog
 
 from pharosd.clock import Clock
-from pharosd.config.units import format_duration
 from pharosd.errors import describe_error
 from pharosd.probes.base import CheckResult, Probe
 from pharosd.probes.config import HttpProbeConfig
 from pharosd.probes.status import OK, UNKNOWN_STATE
 from pharosd.probes.x509 import not_after
 from pharosd.redact import redact_url
+from pharosd.units import format_duration
 
 log = structlog.get_logger(__name__)
 

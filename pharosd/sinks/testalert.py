@@ -10,15 +10,13 @@ sink name. The Alertmanager sink's re-send state is not touched.
 from __future__ import annotations
 
 import contextlib
-from typing import TYPE_CHECKING, TextIO
+from typing import TextIO
 
 from pharosd.clock import Clock, SystemClock
 from pharosd.errors import ConfigError, DeliveryError, describe_error
 from pharosd.model import AlertEvent, fingerprint, labels_of
+from pharosd.sinks.config import SinkSettings
 from pharosd.sinks.factory import build_sink
-
-if TYPE_CHECKING:
-    from pharosd.config.schema import Config
 
 TEST_RULE = "pharos-test-alert"
 
@@ -38,7 +36,7 @@ def synthetic_events(host: str, sink: str, now: float) -> tuple[AlertEvent, Aler
     return firing, resolved
 
 
-def run_test_alert(config: Config, sink: str | None, out: TextIO, *,
+def run_test_alert(config: SinkSettings, sink: str | None, out: TextIO, *,
                    clock: Clock | None = None) -> int:
     names = [s.name for s in config.sinks]
     if sink is not None and sink not in names:

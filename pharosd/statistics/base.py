@@ -24,9 +24,9 @@ from collections.abc import Hashable, Iterable, Mapping, Sequence
 import structlog
 
 from pharosd.clock import Clock, SystemClock
-from pharosd.config.schema import StatisticConfig
 from pharosd.errors import describe_error
 from pharosd.model import Labels, Sample
+from pharosd.statistics.config import StatisticConfig
 
 log = structlog.get_logger(__name__)
 

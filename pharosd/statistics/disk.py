@@ -44,7 +44,6 @@ from typing import Any
 import psutil
 
 from pharosd.clock import Clock, SystemClock
-from pharosd.config.schema import StatisticConfig
 from pharosd.model import Labels, Sample, labels_of
 from pharosd.statistics.base import (
     Every,
@@ -53,6 +52,7 @@ from pharosd.statistics.base import (
     Statistic,
     rate_samples,
 )
+from pharosd.statistics.config import StatisticConfig
 from pharosd.statistics.procfs import (
     DEFAULT_PROCFS,
     Mount,
