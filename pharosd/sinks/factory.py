@@ -107,5 +107,6 @@ def build_sink(cfg: SinkConfig, *, state_dir: str, host: str, ephemeral: bool = 
     if isinstance(cfg, ExecSinkConfig):
         from pharosd.sinks.exec import ExecSink
 
-        return ExecSink(cfg.name, cfg.command, env=dict(cfg.env), timeout=float(cfg.timeout))
+        return ExecSink(cfg.name, cfg.command, env=dict(cfg.env), timeout=float(cfg.timeout),
+                        clock=clock)
     raise TypeError(f"unknown sink config {type(cfg).__name__}")

@@ -22,7 +22,7 @@ import structlog
 
 from pharosd import __version__
 from pharosd.backoff import parse_retry_after
-from pharosd.errors import DeliveryError, PermanentDeliveryError
+from pharosd.errors import DeliveryError, PermanentDeliveryError, describe_error
 from pharosd.redact import redact_url, scrub
 
 log = structlog.get_logger(__name__)
@@ -98,7 +98,7 @@ class HttpPoster:
                                 allow_redirects=False, verify=self._verify())
             excerpt = resp.content[:BODY_EXCERPT] if resp.content else b""
         except requests.exceptions.RequestException as e:
-            raise DeliveryError(scrub(f"{where}: {type(e).__name__}: {e}", secrets)) from None
+            raise DeliveryError(scrub(f"{where}: {describe_error(e)}", secrets)) from None
         try:
             classify_response(resp.status_code, excerpt, resp.headers.get("Retry-After"),
                               now_wall, where)
