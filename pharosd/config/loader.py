@@ -698,3 +698,23 @@ def _looks_secret(path: str) -> bool:
     if last.endswith("_file"):      # a path to a secret (token_file, key_file) is no secret
         return False
     return any(word in last for word in _SECRET_WORDS)
+
+
+def issue_at(source: str, path: str, message: str) -> ConfigIssue:
+    """A ``ConfigIssue`` at the value of key ``path`` (``http.listen``) in the config
+    ``source`` (a path or ``EMBEDDED_SOURCE``), for errors found after parsing
+    (a port in use); the position is 0:0 when the file or key cannot be found."""
+    line = column = 0
+    try:
+        if source == EMBEDDED_SOURCE:
+            text = default_config_text()
+        else:
+            with open(source, encoding="utf-8") as f:
+                text = f.read()
+        root = _compose(text, source)
+    except (OSError, UnicodeDecodeError, ConfigError):
+        root = None
+    if root is not None:
+        mark = _locate(root, path).start_mark
+        line, column = mark.line + 1, mark.column + 1
+    return ConfigIssue(source, line, column, path, message)

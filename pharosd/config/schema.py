@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import ClassVar, Literal
 
 from pharosd.config.types import Duration, FrozenDict
+from pharosd.http.config import HttpConfig
 from pharosd.model import Level
 from pharosd.pipeline.config import BufferConfig, SpillConfig, UplinkConfig
 from pharosd.probes.config import ProbeConfig, reserved_threshold_issues
@@ -152,6 +153,7 @@ class Config:
     spill: SpillConfig = field(default_factory=SpillConfig)
     uplink: UplinkConfig = field(default_factory=UplinkConfig)
     supervisor: SupervisorConfig = field(default_factory=SupervisorConfig)
+    http: HttpConfig = field(default_factory=HttpConfig)
 
     def check(self) -> list[tuple[str, str]]:
         issues: list[tuple[str, str]] = []
