@@ -10,8 +10,9 @@ that ends is simply absent from the next one (and marked stale).
 
 Types: a name ending in ``_total`` is a ``counter`` for pharosd's own
 counters (``pharosd.*``) and ``untyped`` otherwise (``processes.total`` is
-a gauge whose name only looks like a counter's); everything else is a
-``gauge``. Families with the same wire name are merged (the first HELP
+a gauge whose name only looks like a counter's); so is a name ending in
+``_count``, ``_sum`` or ``_bucket`` or with an ``le`` or ``quantile`` label
+(a probe's ``count``); everything else is a ``gauge``. Families with the same wire name are merged (the first HELP
 wins), and a label set repeated within a family is written once.
 
 ``Exposition`` caches each series' ``name{labels} `` prefix between
@@ -60,9 +61,19 @@ def format_value(value: float) -> str:
     return repr(float(value))
 
 
-def kind_of(metric: str) -> Kind:
-    if wire_name(metric, "").endswith("_total"):
+_RESERVED_SUFFIXES = ("_count", "_sum", "_bucket")
+_RESERVED_LABELS = frozenset({"le", "quantile"})
+
+
+def kind_of(metric: str, label_names: Iterable[str] = ()) -> Kind:
+    """``counter`` for pharosd's own ``*_total``; ``untyped`` for a gauge whose name or
+    labels look like a counter's, histogram's or summary's (promtool would object to
+    ``gauge``); ``gauge`` otherwise."""
+    name = wire_name(metric, "")
+    if name.endswith("_total"):
         return "counter" if metric.startswith("pharosd.") else "untyped"
+    if name.endswith(_RESERVED_SUFFIXES) or _RESERVED_LABELS.intersection(label_names):
+        return "untyped"
     return "gauge"
 
 
@@ -163,6 +174,7 @@ def sample_families(series: Iterable[Any], help_for: Callable[[str], str | None]
     out = []
     for metric, rows in by_metric.items():
         rows.sort()
-        out.append(Family(metric, kind_of(metric), help_for(metric) or f"pharosd {metric}",
-                          rows))
+        names = {k for labels, _ in rows for k, _ in labels}
+        out.append(Family(metric, kind_of(metric, names),
+                          help_for(metric) or f"pharosd {metric}", rows))
     return out

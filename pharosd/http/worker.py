@@ -160,6 +160,7 @@ class _Conn:
     handshaking: bool = False
     close_after: bool = False
     draining: bool = False
+    answered: int = 0          # requests answered on this connection
 
 
 class HttpWorker:
@@ -175,7 +176,7 @@ class HttpWorker:
         # Counters (monotonic, never reset; read by /metrics and status).
         self.requests: dict[int, int] = {}
         self.refused = 0        # connections over max_connections
-        self.timeouts = 0       # connections closed at their deadline mid-request
+        self.timeouts = 0       # connections closed at their deadline, not idle keep-alives
         self.tls_errors = 0     # failed handshakes
         self.open = 0           # connections now
 
@@ -247,8 +248,8 @@ class HttpWorker:
                 self._read(sel, conns, conn)
         now = time.monotonic()
         for conn in [c for c in conns.values() if c.deadline <= now]:
-            if not conn.draining and (conn.inbox or conn.outbox or conn.handshaking):
-                self.timeouts += 1
+            if not conn.draining and (not conn.answered or conn.inbox or conn.outbox):
+                self.timeouts += 1      # not an idle keep-alive: a slow or silent client
             self._close(sel, conns, conn)
         self.open = len(conns)
 
@@ -342,6 +343,7 @@ class HttpWorker:
             return
         reply = self._answer(request)
         self._count(reply.status)
+        conn.answered += 1
         keep = request.keep_alive
         self._reply(sel, conn, encode_reply(reply, head_only=request.method == "HEAD",
                                             keep_alive=keep), close=not keep)
