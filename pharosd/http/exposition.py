@@ -12,8 +12,9 @@ Types: a name ending in ``_total`` is a ``counter`` for pharosd's own
 counters (``pharosd.*``) and ``untyped`` otherwise (``processes.total`` is
 a gauge whose name only looks like a counter's); so is a name ending in
 ``_count``, ``_sum`` or ``_bucket`` or with an ``le`` or ``quantile`` label
-(a probe's ``count``); everything else is a ``gauge``. Families with the same wire name are merged (the first HELP
-wins), and a label set repeated within a family is written once.
+(a probe's ``count``); everything else is a ``gauge``. Families with the
+same wire name are merged (the first HELP wins), and a label set repeated
+within a family is written once.
 
 ``Exposition`` caches each series' ``name{labels} `` prefix between
 scrapes, so a scrape costs one float formatting and one join per series.
