@@ -60,7 +60,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     logs.configure(getattr(args, "log_level", "info"), getattr(args, "log_format", "auto"))
     if command == "status":
-        from pharosd.control import status_main
+        from pharosd.control.cli import status_main
 
         return status_main(args)
     from pharosd.config import load_config, resolve_config_path

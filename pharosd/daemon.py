@@ -26,15 +26,17 @@ from typing import Any
 import structlog
 
 from pharosd import __version__, faults
+from pharosd.alerting.config import ThresholdConfig
 from pharosd.alerting.evaluator import Evaluator
+from pharosd.alerting.worker import EvaluatorWorker
 from pharosd.bus import Bus
-from pharosd.collector import Collector
+from pharosd.collection.worker import Collector
 from pharosd.config import LoadedConfig, load_config
 from pharosd.config.loader import issue_at
-from pharosd.config.schema import Config, ThresholdConfig
-from pharosd.control import ControlServer, default_socket_path
+from pharosd.config.schema import Config
+from pharosd.control.protocol import default_socket_path
+from pharosd.control.server import ControlServer
 from pharosd.errors import ConfigError, PharosError, SupervisorGaveUp
-from pharosd.evaluation import EvaluatorWorker
 from pharosd.http.config import HttpConfig
 from pharosd.http.store import LatestValues
 from pharosd.http.view import LiveView, listener_families
@@ -46,14 +48,14 @@ from pharosd.http.worker import (
     open_listener,
 )
 from pharosd.notify import Notifier
-from pharosd.pipeline import Pipeline
+from pharosd.pipeline.worker import Pipeline
 from pharosd.probes.factory import build_probe, status_thresholds
 from pharosd.sinks.config import SinkConfig
 from pharosd.sinks.factory import build_sink
 from pharosd.sinks.outbox import outbox_path
-from pharosd.sinks.runner import SinkWorker
+from pharosd.sinks.worker import SinkWorker
 from pharosd.source import Source
-from pharosd.statistics import build_statistic
+from pharosd.statistics.factory import build_statistic
 from pharosd.supervisor import Supervisor
 from pharosd.worker import Worker
 

@@ -20,27 +20,26 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from pharosd.alerting.config import LevelLimits, ThresholdConfig, WindowConfig
 from pharosd.config import (
     DEFAULT_CONFIG_PATH,
     EMBEDDED_SOURCE,
     Config,
     LoadedConfig,
     default_config_text,
-    format_duration,
-    format_size,
     load_config,
     parse_config,
-    parse_duration,
-    parse_size,
     resolve_config_path,
 )
-from pharosd.config.loader import check_schema, parse_as, substitute
-from pharosd.config.schema import LevelLimits, StatisticConfig, ThresholdConfig, WindowConfig
-from pharosd.config.types import Duration, FrozenDict, Size
-from pharosd.config.units import UnitError
+from pharosd.config.hints import check_schema
+from pharosd.config.loader import parse_as
+from pharosd.config.substitution import substitute
 from pharosd.errors import ConfigError, ConfigIssue
 from pharosd.probes.config import ExecProbeConfig
 from pharosd.sinks.config import FileSinkConfig, LogSinkConfig
+from pharosd.statistics.config import StatisticConfig
+from pharosd.types import Duration, FrozenDict, Size
+from pharosd.units import UnitError, format_duration, format_size, parse_duration, parse_size
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -995,7 +994,8 @@ def test_check_schema_refuses_what_the_loader_cannot_build():
 
 def test_importing_a_family_module_first_has_no_cycle():
     for module in ("pharosd.sinks.config", "pharosd.probes.config", "pharosd.pipeline.config",
-                   "pharosd.config.types", "pharosd.config"):
+                   "pharosd.alerting.config", "pharosd.statistics.config", "pharosd.types",
+                   "pharosd.config"):
         result = subprocess.run([sys.executable, "-c", f"import {module}"], cwd=REPO,
                                 capture_output=True, text=True, env=dict(os.environ), timeout=60)
         assert result.returncode == 0, result.stderr

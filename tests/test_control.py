@@ -18,19 +18,11 @@ from typing import Any
 import pytest
 from structlog.testing import capture_logs
 
-from pharosd.control import (
-    EXIT_ERROR,
-    EXIT_NOT_RUNNING,
-    EXIT_OK,
-    ControlError,
-    ControlServer,
-    NotRunning,
-    default_socket_path,
-    find_socket,
-    query_status,
-    render_status,
-    status_main,
-)
+from pharosd.control.cli import EXIT_ERROR, EXIT_NOT_RUNNING, EXIT_OK, status_main
+from pharosd.control.client import query_status
+from pharosd.control.protocol import ControlError, NotRunning, default_socket_path, find_socket
+from pharosd.control.render import render_status
+from pharosd.control.server import ControlServer
 from pharosd.worker import Worker, WorkerContext
 
 pytestmark = pytest.mark.timeout(60)

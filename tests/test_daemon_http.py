@@ -264,6 +264,10 @@ def test_hostile_clients_do_not_delay_alerts(tmp_path, daemons):
     assert all(c["missed"] == 0 for c in collector.values()), collector
     # The alert is the one the removal caused, not an earlier one.
     assert parse_rfc3339(fired[0]["started_at"]) >= removed - 1
+    # An oversized head gets its 431 (also when it is not refused as one too many).
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as big:
+        big.sendall(b"GET /metrics HTTP/1.1\r\nX-Big: " + b"a" * 20000 + b"\r\n\r\n")
+        assert big.recv(100).startswith(b"HTTP/1.1 431 ")
     metrics = get(base + "/metrics")[2].decode()
     assert 'pharos_pharosd_http_requests_total{code="431"}' in metrics
 

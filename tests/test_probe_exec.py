@@ -23,11 +23,11 @@ import psutil
 import pytest
 from conftest import free_port, require_binary
 
-from pharosd.config.types import Duration, FrozenDict
 from pharosd.model import Sample
 from pharosd.probes.config import ExecProbeConfig
 from pharosd.probes.exec import OUTPUT_CAP, ExecProbe, run_command
 from pharosd.probes.factory import build_probe
+from pharosd.types import Duration, FrozenDict
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -38,14 +38,16 @@ from typing import Any, Union, get_args, get_origin, get_type_hints
 
 import yaml
 
+from pharosd.alerting.config import LevelLimits, WindowConfig
 from pharosd.config import load_config, parse_config
-from pharosd.config.schema import Config, LevelLimits, StatisticConfig, WindowConfig
-from pharosd.config.types import FrozenDict
+from pharosd.config.schema import Config
 from pharosd.errors import ConfigError
 from pharosd.http.config import DEFAULT_PORT, HttpConfig
 from pharosd.pipeline.config import BasicAuthConfig, RemoteWriteConfig, TLSConfig
 from pharosd.probes.config import ProbeConfig
 from pharosd.sinks.config import RetryConfig, SinkConfig
+from pharosd.statistics.config import StatisticConfig
+from pharosd.types import FrozenDict
 
 ROOT = Path(__file__).resolve().parent.parent
 REFERENCE = ROOT / "etc" / "pharos.yaml"

@@ -30,6 +30,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from pharosd.alerting.config import AlertDefaults, ThresholdConfig
 from pharosd.alerting.machine import (
     OK_STATE,
     AlertMachine,
@@ -42,7 +43,6 @@ from pharosd.alerting.rules import Rule, compile_rules
 from pharosd.alerting.snapshot import state_from_dict, state_to_dict
 from pharosd.alerting.summary import format_duration, summarize
 from pharosd.alerting.window import Window
-from pharosd.config.schema import Config, ThresholdConfig
 from pharosd.model import AlertEvent, Labels, Op, Sample, fingerprint, labels_of
 
 STATE_VERSION = 1
@@ -92,7 +92,7 @@ class _Slot:
 class Evaluator:
     """Applies thresholds to samples and runs one alert machine per instance."""
 
-    def __init__(self, thresholds: Sequence[ThresholdConfig], defaults: Config, host: str,
+    def __init__(self, thresholds: Sequence[ThresholdConfig], defaults: AlertDefaults, host: str,
                  *, min_stale: float = MIN_STALE, max_instances: int = MAX_INSTANCES) -> None:
         self.host = host
         self.min_stale = min_stale
@@ -159,7 +159,7 @@ class Evaluator:
             self._collect(now_mono)
         return events
 
-    def reconfigure(self, thresholds: Sequence[ThresholdConfig], defaults: Config, *,
+    def reconfigure(self, thresholds: Sequence[ThresholdConfig], defaults: AlertDefaults, *,
                     now_mono: float | None = None,
                     now_wall: float | None = None) -> list[AlertEvent]:
         """Apply new thresholds; ``resolved`` for open alerts of removed or changed rules.
@@ -282,7 +282,7 @@ class Evaluator:
 
     # -- internals -------------------------------------------------------------
 
-    def _install(self, rules: list[Rule], defaults: Config) -> None:
+    def _install(self, rules: list[Rule], defaults: AlertDefaults) -> None:
         base = float(defaults.interval)
         intervals: dict[str, float] = {
             str(s.name): float(s.every or base) for s in defaults.statistics}

@@ -25,9 +25,9 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from pharosd.alerting.config import AlertDefaults, LevelLimits, ThresholdConfig
 from pharosd.alerting.machine import LEVEL_RANK, AlertMachine, Observation
 from pharosd.alerting.window import Mode
-from pharosd.config.schema import Config, LevelLimits, ThresholdConfig
 from pharosd.errors import ConfigError, ConfigIssue
 from pharosd.model import Labels, Level, Op, Sample
 
@@ -58,7 +58,7 @@ class Rule:
     _nearest: float = field(compare=False, repr=False)
 
     @classmethod
-    def compile(cls, config: ThresholdConfig, defaults: Config) -> Rule:
+    def compile(cls, config: ThresholdConfig, defaults: AlertDefaults) -> Rule:
         """Resolve the defaults of ``defaults`` into ``config`` and compile it."""
         op: Op = "above" if config.above is not None else "below"
         raw = config.above if config.above is not None else config.below
@@ -139,7 +139,7 @@ class Rule:
         return self.observe(sample.value)
 
 
-def compile_rules(thresholds: Sequence[ThresholdConfig], defaults: Config) -> list[Rule]:
+def compile_rules(thresholds: Sequence[ThresholdConfig], defaults: AlertDefaults) -> list[Rule]:
     """Compile every threshold, in order."""
     return [Rule.compile(t, defaults) for t in thresholds]
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass, field
 
-from pharosd.config.types import Duration
+from pharosd.types import Duration
 
 DEFAULT_PORT = 9612
 

@@ -9,11 +9,12 @@ whitespace stripped); never both. docs/sinks.md documents every key.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, Protocol
 from urllib.parse import urlsplit
 
-from pharosd.config.types import Duration, FrozenDict, Size
+from pharosd.types import Duration, FrozenDict, Size
 
 Facility = Literal[
     "kern", "user", "mail", "daemon", "auth", "syslog", "lpr", "news", "uucp", "cron",
@@ -207,3 +208,14 @@ class AlertmanagerSinkConfig:
 
 SinkConfig = (FileSinkConfig | LogSinkConfig | SyslogSinkConfig | WebhookSinkConfig
               | AlertmanagerSinkConfig)
+
+
+class SinkSettings(Protocol):
+    """What ``pharosd test-alert`` reads of the top-level config (``Config`` has it)."""
+
+    @property
+    def sinks(self) -> Sequence[SinkConfig]: ...
+
+    def resolved_state_dir(self) -> str: ...
+
+    def resolved_host(self) -> str: ...

@@ -11,14 +11,12 @@ from __future__ import annotations
 
 import contextlib
 import time
-from typing import TYPE_CHECKING, TextIO
+from typing import TextIO
 
 from pharosd.errors import ConfigError, DeliveryError
 from pharosd.model import AlertEvent, fingerprint, labels_of
+from pharosd.sinks.config import SinkSettings
 from pharosd.sinks.factory import build_sink
-
-if TYPE_CHECKING:
-    from pharosd.config.schema import Config
 
 TEST_RULE = "pharos-test-alert"
 
@@ -38,7 +36,7 @@ def synthetic_events(host: str, sink: str, now: float) -> tuple[AlertEvent, Aler
     return firing, resolved
 
 
-def run_test_alert(config: Config, sink: str | None, out: TextIO) -> int:
+def run_test_alert(config: SinkSettings, sink: str | None, out: TextIO) -> int:
     names = [s.name for s in config.sinks]
     if sink is not None and sink not in names:
         known = ", ".join(names) or "none"

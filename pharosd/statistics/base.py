@@ -24,8 +24,8 @@ from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 
 import structlog
 
-from pharosd.config.schema import StatisticConfig
 from pharosd.model import Labels, Sample
+from pharosd.statistics.config import StatisticConfig
 
 log = structlog.get_logger(__name__)
 

@@ -6,9 +6,9 @@ config's own, else ``default_every`` (the top-level ``interval``).
 
 from __future__ import annotations
 
-from pharosd.config.schema import StatisticConfig
 from pharosd.errors import ProbeError
 from pharosd.statistics.base import Statistic
+from pharosd.statistics.config import StatisticConfig
 from pharosd.statistics.cpu import CpuStatistic, LoadStatistic
 from pharosd.statistics.disk import DiskIOStatistic, DiskStatistic
 from pharosd.statistics.memory import MemoryStatistic, SwapStatistic
