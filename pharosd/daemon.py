@@ -136,6 +136,7 @@ class Daemon:
         self.collector = Collector(sources, consumers)
         self.control = ControlServer(default_socket_path(self.environ, self.state_dir),
                                      self.state)
+        self.bus.subscribe("watchers", self.control.publish)    # `pharosd watch`
         if cfg.http.enabled:
             self.http = HttpWorker(self._open_listener(cfg.http, self.loaded.source),
                                    self._view())

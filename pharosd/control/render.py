@@ -267,3 +267,14 @@ def _when(value: Any, now: float) -> str:
     if ts is None:
         return _clean(value)
     return f"{rfc3339(ts)} ({_age(now - ts)} ago)"
+
+
+def render_event(event: Mapping[str, Any]) -> str:
+    """One alert event as one readable line:
+    ``2026-12-03T14:11:54.885Z FIRING   warning  disk-full{mount=/}  disk / used 93% > 90%``."""
+    status = _clean(event.get("status", "?")).upper()
+    labels = event.get("labels")
+    shown = _labels(labels)
+    rule = _clean(event.get("rule", "?")) + (f"{{{shown}}}" if shown != "-" else "")
+    return (f"{_clean(event.get('at', '-'))} {status:<8} {_clean(event.get('level', '-')):<8} "
+            f"{rule}  {_clean(event.get('summary', ''))}")
