@@ -59,7 +59,7 @@ def test_embedded_default_when_nothing_is_given(tmp_path):
         pytest.skip("/etc/pharos.yaml exists here: it is the lookup's answer")
     r = pharosd("check-config")
     assert r.returncode == 0
-    assert r.stdout.startswith("<embedded default>: ok (11 statistics, 0 probes, 5 thresholds")
+    assert r.stdout.startswith("<embedded default>: ok (13 statistics, 0 probes, 7 thresholds")
 
 
 def test_status_without_a_daemon_exits_3(tmp_path):

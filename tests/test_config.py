@@ -508,10 +508,10 @@ def test_design_example_error_line():
     ("statistics: cpu\n", "1:13: statistics: expected a list, got 'cpu'"),
     ("statistics: [cpuu]\n",
      "1:14: statistics[0]: expected one of cpu, load, memory, swap, disk, diskio, network, "
-     "processes, files, uptime, temperature, got 'cpuu', did you mean 'cpu'?"),
+     "processes, files, uptime, temperature, pressure, services, got 'cpuu', did you mean 'cpu'?"),
     ("statistics: [[cpu]]\n",
      "1:14: statistics[0]: expected one of cpu, load, memory, swap, disk, diskio, network, "
-     "processes, files, uptime, temperature or a mapping, got a list"),
+     "processes, files, uptime, temperature, pressure, services or a mapping, got a list"),
     ("statistics: [{name: cpu, per_core: yes}]\n",
      "1:36: statistics[0].per_core: expected true or false, got 'yes'"),
     ("statistics: [{name: cpu, per_core: 1}]\n",
@@ -677,7 +677,8 @@ def test_every_error_in_the_file_is_reported_in_file_order():
         "pharos.yaml:2:7: soak: expected a duration like 30s, got 30",
         "pharos.yaml:3:1: unknown key 'levle', did you mean 'level'?",
         "pharos.yaml:4:19: statistics[1]: expected one of cpu, load, memory, swap, disk, diskio, "
-        "network, processes, files, uptime, temperature, got 'memroy', did you mean 'memory'?",
+        "network, processes, files, uptime, temperature, pressure, services, got 'memroy', "
+        "did you mean 'memory'?",
         "pharos.yaml:6:43: thresholds[0].above.warning: expected a number, got 'x'",
         "pharos.yaml:7:5: thresholds[1]: missing required key 'metric'",
         found[6],
@@ -925,6 +926,7 @@ def test_embedded_default_loads_and_is_useful():
     assert every == {
         "cpu": None, "load": None, "memory": None, "swap": None, "disk": None, "diskio": None,
         "network": None, "processes": 30.0, "files": None, "uptime": 60.0, "temperature": 30.0,
+        "pressure": None, "services": 30.0,
     }
     by_name = {t.name: t for t in config.thresholds}
     assert by_name == {
@@ -939,6 +941,12 @@ def test_embedded_default_loads_and_is_useful():
         "load-high": ThresholdConfig(name="load-high", metric="load.per_core_5",
                                      above=LevelLimits(warning=2.0, critical=4.0),
                                      soak=Duration(300.0)),
+        "memory-pressure": ThresholdConfig(
+            name="memory-pressure", metric="pressure.memory_full_avg60",
+            above=LevelLimits(warning=10.0, critical=30.0), soak=Duration(120.0)),
+        "unit-failed": ThresholdConfig(name="unit-failed", metric="services.active_state",
+                                       below=0.0, soak=Duration(0.0),
+                                       summary="unit {unit} has failed"),
     }
     file_sink, log_sink = config.sinks
     assert isinstance(file_sink, FileSinkConfig) and file_sink.name == "file"

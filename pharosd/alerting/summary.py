@@ -86,6 +86,17 @@ def _catalogue() -> dict[str, MetricInfo]:
     add("files.used_percent", "open files", "percent")
     add("uptime.seconds", "uptime", "seconds")
     add("temperature.celsius", "temperature {sensor} {label}", "celsius")
+    for res in ("cpu", "memory", "io"):
+        for kind in ("some", "full"):
+            add(f"pressure.{res}_{kind}_percent", f"{res} pressure ({kind})", "percent")
+            for n in ("10", "60", "300"):
+                add(f"pressure.{res}_{kind}_avg{n}", f"{res} pressure ({kind}, {n}s average)",
+                    "percent")
+    add("services.active_state", "unit {unit} active state", "number")
+    add("services.sub_state", "unit {unit} {state}", "number")
+    add("services.restarts", "unit {unit} restarts", "count")
+    add("services.cpu_percent", "unit {unit} cpu", "percent")
+    add("services.memory_bytes", "unit {unit} memory", "bytes")
     return c
 
 

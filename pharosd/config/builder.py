@@ -199,7 +199,7 @@ class Builder:
         if isinstance(node, ScalarNode):
             bare = fields[cls.__scalar_field__]  # type: ignore[attr-defined]
             given.add(bare.name)
-            values[bare.name] = self.build(node, bare.annotation, path, bare.bounds)
+            values[bare.attr] = self.build(node, bare.annotation, path, bare.bounds)
         else:
             assert isinstance(node, MappingNode)
             for key, (key_node, value_node) in pairs(node).items():
@@ -211,15 +211,16 @@ class Builder:
                 given.add(key)
                 if is_null(value_node) and not f.required and is_container(f.accepts):
                     continue   # `spill:` with its children commented out: the default
-                values[key] = self.build(value_node, f.annotation, join_path(path, key), f.bounds)
+                values[f.attr] = self.build(value_node, f.annotation, join_path(path, key),
+                                            f.bounds)
         for f in fields.values():
             if f.name in given or not f.required:
                 continue
             if f.accepts.none:
-                values[f.name] = None
+                values[f.attr] = None
             else:
                 self.issue(node, path, f"missing required key {f.name!r}")
-                values[f.name] = INVALID
+                values[f.attr] = INVALID
         if any_invalid(values.values()):
             return INVALID
         try:

@@ -62,11 +62,12 @@ class Accepts:
 
 @dataclass(frozen=True)
 class Field:
-    name: str
+    name: str                 # the YAML key (``metadata["key"]``, else the attribute)
     annotation: Any
     accepts: Accepts
     required: bool
     bounds: tuple[float | None, float | None]
+    attr: str = ""            # the dataclass attribute the key fills
 
 
 _SCALAR_TYPES = (str, int, float, bool, Duration, Size)
@@ -146,7 +147,10 @@ def fields_of(cls: type) -> dict[str, Field]:
             continue
         required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
         bounds = (f.metadata.get("min"), f.metadata.get("max"))
-        out[f.name] = Field(f.name, hints[f.name], accepts(hints[f.name]), required, bounds)
+        # metadata "key": a YAML key that cannot be an attribute name (``from``)
+        key = f.metadata.get("key", f.name)
+        out[key] = Field(key, hints[f.name], accepts(hints[f.name]), required, bounds,
+                         attr=f.name)
     return out
 
 

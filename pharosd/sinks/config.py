@@ -206,8 +206,113 @@ class AlertmanagerSinkConfig:
         return issues + _auth_issues(self)
 
 
+def _address_issues(key: str, address: str) -> list[tuple[str, str]]:
+    """A bare mail address (``ops@example.org``, or a local ``root``): no display
+    name, no spaces, no line breaks (it goes into a header and the envelope)."""
+    if not address or any(c.isspace() or c in '<>,;"()' for c in address):
+        return [(key, f"expected a mail address such as ops@example.org, got {address!r}")]
+    return []
+
+
+def template_issues(key: str, template: str) -> list[tuple[str, str]]:
+    """A ``str.format`` template of plain ``{name}`` placeholders (no ``{a.b}``, ``{a[0]}``)."""
+    import string
+
+    try:
+        parsed = list(string.Formatter().parse(template))
+    except ValueError as e:
+        return [(key, f"expected a template with {{name}} placeholders, got {template!r}: {e}")]
+    for _, name, spec, _conv in parsed:
+        if name is None:
+            continue
+        if not name.isidentifier() or "{" in (spec or ""):
+            return [(key, f"expected plain {{name}} placeholders, got {{{name}}} "
+                          f"in {template!r}")]
+    return []
+
+
+@dataclass(frozen=True)
+class EmailSinkConfig:
+    """Mail each alert event (plain text) over SMTP; see pharosd.sinks.email."""
+
+    name: str
+    kind: Literal["email"]
+    sender: str = field(metadata={"key": "from"})   # the From address (YAML key ``from``)
+    to: tuple[str, ...]               # recipients, at least one
+    host: str = "localhost"           # the SMTP server (a relay or the local MTA)
+    port: int | None = field(default=None, metadata={"min": 1, "max": 65535})
+    starttls: Literal["auto", "always", "never"] = "auto"
+    ssl: bool = False                 # SMTPS: TLS from the first byte (port 465)
+    username: str | None = None       # SMTP AUTH, with password or password_file
+    password: str | None = None
+    password_file: str | None = None
+    subject: str = "[{level}] {rule} {status} on {host}"
+    ca_file: str | None = None        # CAs to verify the server with; default: the system's
+    insecure: bool = False            # do not verify the server's certificate
+    timeout: Duration = Duration(30.0)  # each network operation
+    retry: RetryConfig = field(default_factory=RetryConfig)
+    max_backlog: int = field(default=10_000, metadata=_backlog())
+
+    def resolved_port(self) -> int:
+        return self.port if self.port is not None else (465 if self.ssl else 25)
+
+    def check(self) -> list[tuple[str, str]]:
+        issues = _address_issues("from", self.sender)
+        if not self.to:
+            issues.append(("to", "expected at least one recipient"))
+        for i, address in enumerate(self.to):
+            issues += _address_issues(f"to[{i}]", address)
+        if not self.host:
+            issues.append(("host", "expected the SMTP server's host name or address"))
+        if self.ssl and self.starttls == "always":
+            issues.append(("starttls", "expected starttls 'auto' or 'never' with ssl: true "
+                                       "(SMTPS is TLS from the start), got 'always'"))
+        issues += _pair_issues(self, ("password",))
+        has_password = self.password is not None or self.password_file is not None
+        if has_password and self.username is None:
+            issues.append(("username", "expected a username with password/password_file"))
+        if self.username is not None and not has_password:
+            issues.append(("password", "expected password or password_file with username"))
+        if self.insecure and self.ca_file is not None:
+            issues.append(("insecure", "expected either ca_file or insecure: true, not both"))
+        if self.timeout <= 0:
+            issues.append(("timeout", f"expected a duration above 0, got {self.timeout:g}s"))
+        return issues + template_issues("subject", self.subject)
+
+
+EXEC_RETRY_EXIT = 75                  # EX_TEMPFAIL (sysexits.h)
+
+
+@dataclass(frozen=True)
+class ExecSinkConfig:
+    """Run a command per alert event, the event JSON on stdin; see pharosd.sinks.exec."""
+
+    name: str
+    kind: Literal["exec"]
+    command: tuple[str, ...]          # argv; never run through a shell
+    timeout: Duration = Duration(30.0)  # then its process group is killed (retried)
+    env: FrozenDict[str] = field(default_factory=FrozenDict)  # added to PATH and LANG
+    retry: RetryConfig = field(default_factory=RetryConfig)
+    max_backlog: int = field(default=10_000, metadata=_backlog())
+
+    def check(self) -> list[tuple[str, str]]:
+        issues: list[tuple[str, str]] = []
+        if not self.command:
+            issues.append(("command", "expected a non-empty list: the program and its "
+                                      "arguments"))
+        elif not self.command[0].startswith("/"):
+            issues.append(("command", "expected an absolute path as the program, got "
+                                      f"{self.command[0]!r}"))
+        for key in self.env:
+            if not key or "=" in key or "\0" in key:
+                issues.append(("env", f"expected environment variable names, got {key!r}"))
+        if self.timeout <= 0:
+            issues.append(("timeout", f"expected a duration above 0, got {self.timeout:g}s"))
+        return issues
+
+
 SinkConfig = (FileSinkConfig | LogSinkConfig | SyslogSinkConfig | WebhookSinkConfig
-              | AlertmanagerSinkConfig)
+              | AlertmanagerSinkConfig | EmailSinkConfig | ExecSinkConfig)
 
 
 class SinkSettings(Protocol):

@@ -7,6 +7,7 @@ a name. ``config`` (``StatisticConfig`` and the statistic names),
 per-second rates, pure), ``procfs`` (/proc readers and parsers), ``cpu``
 (cpu, load), ``memory`` (memory, swap), ``disk`` (disk, diskio),
 ``network``, ``system`` (processes, files, uptime), ``sensors``
-(temperature). The collector that polls them is ``pharosd.collection.worker``.
-Metric names: docs/metrics.md.
+(temperature), ``pressure`` (Linux PSI), ``services`` (systemd units).
+The collector that polls them is ``pharosd.collection.worker``. Metric
+names: docs/metrics.md.
 """
