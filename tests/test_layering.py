@@ -29,7 +29,8 @@ LAYER_NAMES = ("leaf", "family", "config", "daemon", "cli")
 LEAVES = {"pharosd", "pharosd.model", "pharosd.types", "pharosd.units", "pharosd.errors",
           "pharosd.clock", "pharosd.worker", "pharosd.source", "pharosd.bus", "pharosd.logs",
           "pharosd.backoff", "pharosd.redact", "pharosd.secretfile", "pharosd.sqlitedb"}
-FAMILIES = {"statistics", "probes", "alerting", "sinks", "pipeline", "collection", "control"}
+FAMILIES = {"statistics", "probes", "alerting", "sinks", "pipeline", "collection", "control",
+            "http"}
 DAEMON_MODULES = {"pharosd.daemon", "pharosd.supervisor", "pharosd.slots", "pharosd.notify",
                   "pharosd.faults"}
 CLI_MODULES = {"pharosd.cli", "pharosd.__main__"}

@@ -1,7 +1,9 @@
 """Config shapes of the sinks (one dataclass per ``kind``); see pharosd.config.schema.
 
 Every sink has a ``name`` (unique; it also names the sink's outbox file), a
-``kind`` and a ``retry`` policy for its outbox. Secrets come either inline
+``kind``, a ``retry`` policy for its outbox, an optional ``filter`` (which
+alerts it gets) and an optional ``repeat`` (reminders while an alert fires);
+docs/alerting.md describes routing and reminders. Secrets come either inline
 (``token``, ``password``, ``secret``: write ``${ENV_VAR}`` there) or from a
 file (``token_file``, ...: read when the sink is built, surrounding
 whitespace stripped); never both. docs/sinks.md documents every key.
@@ -14,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Literal, Protocol
 from urllib.parse import urlsplit
 
+from pharosd.model import Level
 from pharosd.redact import redact_url
 from pharosd.types import Duration, FrozenDict, Size
 
@@ -50,6 +53,28 @@ def _backlog() -> dict[str, float]:
 
 
 @dataclass(frozen=True)
+class FilterConfig:
+    """Which alerts a sink gets: every part given must match (levels: any of them;
+    rules: any of the globs; labels: every glob)."""
+
+    levels: tuple[Level, ...] = ()
+    rules: tuple[str, ...] = ()
+    labels: FrozenDict[str] = field(default_factory=FrozenDict)
+
+    def check(self) -> list[tuple[str, str]]:
+        if not self.levels and not self.rules and not self.labels:
+            return [("", "expected at least one of levels, rules, labels "
+                         "(leave 'filter' out to get every alert)")]
+        return []
+
+
+def _route_issues(c: SinkConfig) -> list[tuple[str, str]]:
+    if c.repeat is not None and c.repeat <= 0:
+        return [("repeat", f"expected a duration above 0, got {c.repeat:g}s")]
+    return []
+
+
+@dataclass(frozen=True)
 class FileSinkConfig:
     """Append one JSON alert event per line to ``path``."""
 
@@ -61,11 +86,13 @@ class FileSinkConfig:
     fsync: bool = True                # fsync after each event (flush always)
     retry: RetryConfig = field(default_factory=RetryConfig)
     max_backlog: int = field(default=10_000, metadata=_backlog())
+    filter: FilterConfig | None = None    # which alerts it gets (default: all)
+    repeat: Duration | None = None        # remind of a firing alert this often
 
     def check(self) -> list[tuple[str, str]]:
         if self.max_size is not None and self.max_size <= 0:
             return [("max_size", f"expected a size above 0, got {self.max_size}")]
-        return []
+        return _route_issues(self)
 
 
 @dataclass(frozen=True)
@@ -76,6 +103,11 @@ class LogSinkConfig:
     kind: Literal["log"]
     retry: RetryConfig = field(default_factory=RetryConfig)
     max_backlog: int = field(default=10_000, metadata=_backlog())
+    filter: FilterConfig | None = None    # which alerts it gets (default: all)
+    repeat: Duration | None = None        # remind of a firing alert this often
+
+    def check(self) -> list[tuple[str, str]]:
+        return _route_issues(self)
 
 
 @dataclass(frozen=True)
@@ -94,6 +126,8 @@ class SyslogSinkConfig:
     timeout: Duration = Duration(5.0)  # tcp connect and send
     retry: RetryConfig = field(default_factory=RetryConfig)
     max_backlog: int = field(default=10_000, metadata=_backlog())
+    filter: FilterConfig | None = None    # which alerts it gets (default: all)
+    repeat: Duration | None = None        # remind of a firing alert this often
 
     def check(self) -> list[tuple[str, str]]:
         if self.transport in ("udp", "tcp") and not self.host:
@@ -102,7 +136,7 @@ class SyslogSinkConfig:
             return [("host", "expected no host with transport 'unix' (set 'socket')")]
         if self.timeout <= 0:
             return [("timeout", f"expected a duration above 0, got {self.timeout:g}s")]
-        return []
+        return _route_issues(self)
 
 
 def _http_issues(url: str, key: str) -> list[tuple[str, str]]:
@@ -162,10 +196,12 @@ class WebhookSinkConfig:
     generator_url: str = ""           # format alertmanager: alerts[].generatorURL
     retry: RetryConfig = field(default_factory=RetryConfig)
     max_backlog: int = field(default=10_000, metadata=_backlog())
+    filter: FilterConfig | None = None    # which alerts it gets (default: all)
+    repeat: Duration | None = None        # remind of a firing alert this often
 
     def check(self) -> list[tuple[str, str]]:
         return (_http_issues(self.url, "url") + _auth_issues(self)
-                + _pair_issues(self, ("secret",)))
+                + _pair_issues(self, ("secret",)) + _route_issues(self))
 
 
 @dataclass(frozen=True)
@@ -192,6 +228,8 @@ class AlertmanagerSinkConfig:
     timeout: Duration = Duration(10.0)
     retry: RetryConfig = field(default_factory=RetryConfig)
     max_backlog: int = field(default=10_000, metadata=_backlog())
+    filter: FilterConfig | None = None    # which alerts it gets (default: all)
+    repeat: Duration | None = None        # remind of a firing alert this often
 
     def check(self) -> list[tuple[str, str]]:
         issues: list[tuple[str, str]] = []
@@ -204,7 +242,7 @@ class AlertmanagerSinkConfig:
         if self.resolved_for < 0:
             issues.append(("resolved_for",
                            f"expected a duration of 0 or more, got {self.resolved_for:g}s"))
-        return issues + _auth_issues(self)
+        return issues + _auth_issues(self) + _route_issues(self)
 
 
 def _address_issues(key: str, address: str) -> list[tuple[str, str]]:
@@ -253,6 +291,8 @@ class EmailSinkConfig:
     timeout: Duration = Duration(30.0)  # each network operation
     retry: RetryConfig = field(default_factory=RetryConfig)
     max_backlog: int = field(default=10_000, metadata=_backlog())
+    filter: FilterConfig | None = None    # which alerts it gets (default: all)
+    repeat: Duration | None = None        # remind of a firing alert this often
 
     def resolved_port(self) -> int:
         return self.port if self.port is not None else (465 if self.ssl else 25)
@@ -278,7 +318,7 @@ class EmailSinkConfig:
             issues.append(("insecure", "expected either ca_file or insecure: true, not both"))
         if self.timeout <= 0:
             issues.append(("timeout", f"expected a duration above 0, got {self.timeout:g}s"))
-        return issues + template_issues("subject", self.subject)
+        return issues + template_issues("subject", self.subject) + _route_issues(self)
 
 
 EXEC_RETRY_EXIT = 75                  # EX_TEMPFAIL (sysexits.h)
@@ -295,6 +335,8 @@ class ExecSinkConfig:
     env: FrozenDict[str] = field(default_factory=FrozenDict)  # added to PATH and LANG
     retry: RetryConfig = field(default_factory=RetryConfig)
     max_backlog: int = field(default=10_000, metadata=_backlog())
+    filter: FilterConfig | None = None    # which alerts it gets (default: all)
+    repeat: Duration | None = None        # remind of a firing alert this often
 
     def check(self) -> list[tuple[str, str]]:
         issues: list[tuple[str, str]] = []
@@ -309,7 +351,7 @@ class ExecSinkConfig:
                 issues.append(("env", f"expected environment variable names, got {key!r}"))
         if self.timeout <= 0:
             issues.append(("timeout", f"expected a duration above 0, got {self.timeout:g}s"))
-        return issues
+        return issues + _route_issues(self)
 
 
 SinkConfig = (FileSinkConfig | LogSinkConfig | SyslogSinkConfig | WebhookSinkConfig
