@@ -21,8 +21,8 @@ from pathlib import Path
 
 import psutil
 import pytest
-from structlog.testing import capture_logs
 from conftest import free_port, require_binary
+from structlog.testing import capture_logs
 
 from pharosd.config.types import Duration, FrozenDict
 from pharosd.model import Sample
