@@ -1,4 +1,17 @@
-"""Bounded HTTP POSTs: a whole-request deadline and a capped answer body.
+"""Outgoing HTTP: what it takes from the environment, and bounded POSTs.
+
+One rule for every request pharosd makes (sinks, the uplink, http probes):
+the environment chooses the *route*, the config chooses the *trust*.
+``new_session`` gives a ``requests.Session`` with ``trust_env`` off, so
+``REQUESTS_CA_BUNDLE``, ``CURL_CA_BUNDLE`` and ``~/.netrc`` never apply
+(CAs and credentials come from the config only); ``proxies_for(url)`` gives
+the proxy for one request from ``HTTPS_PROXY`` / ``HTTP_PROXY`` /
+``ALL_PROXY`` (lower case first), unless ``NO_PROXY`` matches the host
+(names, ``.suffix``, ``*``, addresses, CIDR ranges, ``host:port``) or the
+host is loopback (``localhost``, 127.0.0.0/8, ::1), which is never proxied.
+``BoundedClient.post`` applies it; the http probe passes it itself.
+
+Bounded POSTs: a whole-request deadline and a capped answer body.
 
 A receiver that drips bytes defeats ``requests``' timeouts (they bound each
 socket operation, not the request), and ``resp.content`` reads a body of any
@@ -18,14 +31,16 @@ size into memory. ``BoundedClient.post`` bounds both:
   client to the same receiver (scheme, host and port) fail at once instead
   of piling up threads: at most one helper per receiver, ever.
 
-``requests`` is imported lazily. Callers keep their own ``requests.Session``
-(TLS, auth, proxies); the errors are ``requests``' own
+``requests`` is imported lazily. Callers keep their own session (from
+``new_session``, with their TLS and auth settings); the errors are ``requests``' own
 (``RequestException`` and subclasses), so existing handlers classify them.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ipaddress
+import os
 import socket
 import threading
 import time
@@ -46,6 +61,78 @@ class Answer:
     headers: Mapping[str, str]
     body: bytes
     truncated: bool       # reading stopped at max_body; there may have been more
+
+
+def new_session() -> Any:
+    """A ``requests.Session`` that takes nothing from the environment by itself."""
+    import requests
+
+    session = requests.Session()
+    session.trust_env = False
+    return session
+
+
+def proxies_for(url: str, environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """``{scheme: proxy URL}`` for a request to ``url``, or ``{}`` to go direct."""
+    env = os.environ if environ is None else environ
+
+    def get(name: str) -> str:
+        return (env.get(name) or env.get(name.upper()) or "").strip()
+
+    try:
+        parts = urlsplit(url)
+        host, port = (parts.hostname or "").lower(), parts.port
+    except ValueError:
+        return {}
+    if not host or _is_loopback(host):
+        return {}
+    no_proxy = get("no_proxy")
+    if no_proxy and _bypassed(host, port, no_proxy):
+        return {}
+    proxy = get(f"{parts.scheme}_proxy") or get("all_proxy")
+    return {parts.scheme: proxy} if proxy else {}
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _bypassed(host: str, port: int | None, no_proxy: str) -> bool:
+    """Whether ``NO_PROXY`` (comma-separated) names ``host`` (and ``port``)."""
+    try:
+        address: ipaddress.IPv4Address | ipaddress.IPv6Address | None = \
+            ipaddress.ip_address(host)
+    except ValueError:
+        address = None
+    for raw in no_proxy.split(","):
+        entry = raw.strip().lower()
+        if not entry:
+            continue
+        if entry == "*":
+            return True
+        name, want_port = entry, None
+        if entry.count(":") == 1:            # host:port (an IPv6 entry has more colons)
+            name, _, p = entry.partition(":")
+            want_port = int(p) if p.isdigit() else None
+        if want_port is not None and want_port != port:
+            continue
+        name = name.strip("[]")
+        if address is not None:
+            try:
+                if address in ipaddress.ip_network(name, strict=False):
+                    return True
+            except ValueError:
+                pass
+            continue
+        name = name.lstrip(".")
+        if name and (host == name or host.endswith("." + name)):
+            return True
+    return False
 
 
 class _Attempt:
@@ -92,6 +179,7 @@ class BoundedClient:
             raise requests.exceptions.Timeout(
                 "the previous request to this receiver is still running past its deadline")
         attempt = _Attempt()
+        send.setdefault("proxies", proxies_for(url))
         kwargs = dict(send, data=data, headers=dict(headers), timeout=(remaining, remaining),
                       stream=True)
         helper = threading.Thread(target=self._exchange, args=(session, url, kwargs, attempt),

@@ -42,7 +42,7 @@ import structlog
 
 from pharosd.clock import Clock
 from pharosd.errors import ConfigError, ConfigIssue, UplinkError
-from pharosd.httpclient import BoundedClient
+from pharosd.httpclient import BoundedClient, new_session
 from pharosd.pipeline import compression
 from pharosd.pipeline.batch import Batch, SeriesKey
 from pharosd.pipeline.buffer import HotBuffer
@@ -150,10 +150,8 @@ class _Session:
     """A ``requests.Session`` for one receiver (imported lazily)."""
 
     def __init__(self, settings: ReceiverSettings) -> None:
-        import requests
-
         self.key = settings.transport_key()
-        self.session = requests.Session()
+        self.session = new_session()         # proxies from the environment, trust from config
         self.bounded = BoundedClient()       # whole-request deadline, capped body
         if settings.verify is False:
             import urllib3

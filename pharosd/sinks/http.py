@@ -22,7 +22,7 @@ import structlog
 
 from pharosd import __version__
 from pharosd.errors import DeliveryError, PermanentDeliveryError
-from pharosd.httpclient import BoundedClient
+from pharosd.httpclient import BoundedClient, new_session
 
 log = structlog.get_logger(__name__)
 
@@ -98,11 +98,9 @@ class HttpPoster:
         self._secrets = [s for s in (token, password, *self.headers.values()) if s]
 
     def _get_session(self) -> Any:
-        import requests
-
         with self._lock:
             if self._session is None:
-                s = requests.Session()
+                s = new_session()        # proxies from the environment, trust from config
                 s.headers["User-Agent"] = USER_AGENT
                 s.headers.update(self.headers)
                 if self.token is not None:

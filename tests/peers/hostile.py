@@ -33,6 +33,7 @@ _CHUNK = 64 * 1024
 
 @dataclass
 class Conn:
+    request_line: str = ""
     sent: int = 0
     complete: bool = False
     client_gone: bool = False
@@ -65,7 +66,7 @@ class HostileReceiver:
                     receiver.conns.append(conn)
                 sock: socket.socket = self.request
                 try:
-                    _read_request(sock)
+                    conn.request_line = _read_request(sock)
                     receiver._answer(sock, conn)
                 except OSError:
                     conn.client_gone = True
@@ -135,8 +136,8 @@ class HostileReceiver:
         self.stop()
 
 
-def _read_request(sock: socket.socket) -> None:
-    """Read one request: headers, then Content-Length bytes of body."""
+def _read_request(sock: socket.socket) -> str:
+    """Read one request (headers, then Content-Length bytes of body); its first line."""
     data = b""
     while b"\r\n\r\n" not in data:
         chunk = sock.recv(65536)
@@ -154,3 +155,4 @@ def _read_request(sock: socket.socket) -> None:
         if not chunk:
             break
         rest += chunk
+    return head.split(b"\r\n", 1)[0].decode("latin-1")
