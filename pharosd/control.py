@@ -132,6 +132,8 @@ def answer(request: bytes, state: StateFn) -> dict[str, Any]:
         req = json.loads(request.decode("utf-8"))
     except (UnicodeDecodeError, ValueError) as exc:
         return {"ok": False, "error": f"expected one JSON object per line: {exc}"}
+    except RecursionError:      # [[[[...]]]] thousands deep: the parser recurses
+        return {"ok": False, "error": "expected one JSON object per line: nested too deeply"}
     if not isinstance(req, dict):
         return {"ok": False, "error": f"expected a JSON object, got {type(req).__name__}"}
     cmd = req.get("cmd")
@@ -369,6 +371,7 @@ class ControlServer:
             self.served += 1
         else:
             self.errors += 1
+            log.warning("control_bad_request", error=str(response.get("error"))[:200])
         self._reply(sel, conn, response)
 
     def _reply(self, sel: selectors.BaseSelector, conn: _Conn, response: Mapping[str, Any]) -> None:
