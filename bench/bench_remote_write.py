@@ -37,11 +37,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from pharosd.config.schema import Config
 from pharosd.model import Sample
-from pharosd.pipeline import Pipeline, compression
+from pharosd.pipeline import compression
 from pharosd.pipeline.batch import Batch
 from pharosd.pipeline.config import RemoteWriteConfig, UplinkConfig
 from pharosd.pipeline.remote_write import LabelCache, encode_write_request
 from pharosd.pipeline.spill import Spill
+from pharosd.pipeline.worker import Pipeline
 from pharosd.worker import WorkerContext
 
 NOW = 1_800_000_000.0

@@ -15,8 +15,8 @@ import os
 import sys
 import time
 
-from pharosd.config.schema import DEFAULT_STATISTICS, STATISTIC_NAMES, StatisticConfig
-from pharosd.statistics import build_statistic
+from pharosd.statistics.config import DEFAULT_STATISTICS, STATISTIC_NAMES, StatisticConfig
+from pharosd.statistics.factory import build_statistic
 
 
 def bench(cfg: StatisticConfig, n: int) -> tuple[float, float, float, int]:

@@ -12,23 +12,25 @@ worker object, and so any state it holds, survives the restart. If
 from __future__ import annotations
 
 import threading
-import time
 from typing import Protocol
+
+from pharosd.clock import Clock, SystemClock
 
 
 class WorkerContext:
     """What a running worker gets: a stop signal and a heartbeat."""
 
-    def __init__(self, stop: threading.Event | None = None) -> None:
+    def __init__(self, stop: threading.Event | None = None, clock: Clock | None = None) -> None:
         self._stop = stop or threading.Event()
-        self.last_beat = time.monotonic()
+        self._clock: Clock = clock or SystemClock()
+        self.last_beat = self._clock.monotonic()
 
     @property
     def stopping(self) -> bool:
         return self._stop.is_set()
 
     def beat(self) -> None:
-        self.last_beat = time.monotonic()
+        self.last_beat = self._clock.monotonic()
 
     def wait(self, seconds: float) -> bool:
         """Sleep up to ``seconds``; True if the daemon is stopping."""

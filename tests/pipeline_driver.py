@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from pharosd.config.loader import parse_config
 from pharosd.logs import configure
 from pharosd.model import Sample
-from pharosd.pipeline import Pipeline
+from pharosd.pipeline.worker import Pipeline
 from pharosd.worker import WorkerContext
 
 

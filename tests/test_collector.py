@@ -15,11 +15,11 @@ from typing import Any
 import pytest
 from structlog.testing import capture_logs
 
-from pharosd.collector import Collector, next_due, source_key
-from pharosd.config.schema import StatisticConfig
+from pharosd.collection.worker import Collector, next_due, source_key
 from pharosd.errors import ProbeError
 from pharosd.model import NO_LABELS, Sample
-from pharosd.statistics import build_statistic
+from pharosd.statistics.config import StatisticConfig
+from pharosd.statistics.factory import build_statistic
 from pharosd.statistics.network import NetworkStatistic
 from pharosd.worker import WorkerContext
 

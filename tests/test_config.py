@@ -20,27 +20,26 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from pharosd.alerting.config import LevelLimits, ThresholdConfig, WindowConfig
 from pharosd.config import (
     DEFAULT_CONFIG_PATH,
     EMBEDDED_SOURCE,
     Config,
     LoadedConfig,
     default_config_text,
-    format_duration,
-    format_size,
     load_config,
     parse_config,
-    parse_duration,
-    parse_size,
     resolve_config_path,
 )
-from pharosd.config.loader import check_schema, parse_as, substitute
-from pharosd.config.schema import LevelLimits, StatisticConfig, ThresholdConfig, WindowConfig
-from pharosd.config.types import Duration, FrozenDict, Size
-from pharosd.config.units import UnitError
+from pharosd.config.hints import check_schema
+from pharosd.config.loader import parse_as
+from pharosd.config.substitution import substitute
 from pharosd.errors import ConfigError, ConfigIssue
 from pharosd.probes.config import ExecProbeConfig
 from pharosd.sinks.config import FileSinkConfig, LogSinkConfig
+from pharosd.statistics.config import StatisticConfig
+from pharosd.types import Duration, FrozenDict, Size
+from pharosd.units import UnitError, format_duration, format_size, parse_duration, parse_size
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -436,8 +435,8 @@ def test_duplicate_keys_anywhere():
         "pharos.yaml:7:23: thresholds[0].match: duplicate key 'mount' (first at line 7)",
         "pharos.yaml:9:5: thresholds[0]: duplicate key 'name' (first at line 5)",
         "pharos.yaml:10:1: unknown key 'nonsense' (known keys: interval, soak, cool, level, "
-        "host, state_dir, statistics, probes, thresholds, sinks, buffer, spill, uplink, "
-        "supervisor)",
+        "host, state_dir, statistics, probes, thresholds, sinks, maintenance, buffer, spill, "
+        "uplink, supervisor, http)",
         "pharos.yaml:12:3: nonsense: duplicate key 'x' (first at line 11)",
     ]
 
@@ -509,10 +508,10 @@ def test_design_example_error_line():
     ("statistics: cpu\n", "1:13: statistics: expected a list, got 'cpu'"),
     ("statistics: [cpuu]\n",
      "1:14: statistics[0]: expected one of cpu, load, memory, swap, disk, diskio, network, "
-     "processes, files, uptime, temperature, got 'cpuu', did you mean 'cpu'?"),
+     "processes, files, uptime, temperature, pressure, services, got 'cpuu', did you mean 'cpu'?"),
     ("statistics: [[cpu]]\n",
      "1:14: statistics[0]: expected one of cpu, load, memory, swap, disk, diskio, network, "
-     "processes, files, uptime, temperature or a mapping, got a list"),
+     "processes, files, uptime, temperature, pressure, services or a mapping, got a list"),
     ("statistics: [{name: cpu, per_core: yes}]\n",
      "1:36: statistics[0].per_core: expected true or false, got 'yes'"),
     ("statistics: [{name: cpu, per_core: 1}]\n",
@@ -532,7 +531,7 @@ def test_design_example_error_line():
     ("thresholds: [{name: ~, metric: m, above: 1}]\n",
      "1:21: thresholds[0].name: expected a string, got null"),
     ("thresholds: [{name: a, metric: m, above: 1, window: {over: 5m, mode: mean}}]\n",
-     "1:70: thresholds[0].window.mode: expected one of avg, min, max, got 'mean'"),
+     "1:70: thresholds[0].window.mode: expected one of avg, min, max, predict, got 'mean'"),
 ])
 def test_value_errors(text, expected):
     assert error(text) == "pharos.yaml:" + expected
@@ -623,7 +622,7 @@ def test_check_errors_point_at_the_field_or_the_object():
           - {name: a, metric: m, below: 1}
         statistics: [{name: cpu}, cpu]
         """) == [
-        "pharos.yaml:2:5: thresholds[0]: expected exactly one of 'above' or 'below'",
+        "pharos.yaml:2:5: thresholds[0]: expected exactly one of 'above', 'below' or 'absent'",
         "pharos.yaml:3:33: thresholds[1].above: expected at least one of info, warning, critical",
         "pharos.yaml:4:55: thresholds[2].level: "
         "expected no 'level' when the limit names its levels",
@@ -678,7 +677,8 @@ def test_every_error_in_the_file_is_reported_in_file_order():
         "pharos.yaml:2:7: soak: expected a duration like 30s, got 30",
         "pharos.yaml:3:1: unknown key 'levle', did you mean 'level'?",
         "pharos.yaml:4:19: statistics[1]: expected one of cpu, load, memory, swap, disk, diskio, "
-        "network, processes, files, uptime, temperature, got 'memroy', did you mean 'memory'?",
+        "network, processes, files, uptime, temperature, pressure, services, got 'memroy', "
+        "did you mean 'memory'?",
         "pharos.yaml:6:43: thresholds[0].above.warning: expected a number, got 'x'",
         "pharos.yaml:7:5: thresholds[1]: missing required key 'metric'",
         found[6],
@@ -926,6 +926,7 @@ def test_embedded_default_loads_and_is_useful():
     assert every == {
         "cpu": None, "load": None, "memory": None, "swap": None, "disk": None, "diskio": None,
         "network": None, "processes": 30.0, "files": None, "uptime": 60.0, "temperature": 30.0,
+        "pressure": None, "services": 30.0,
     }
     by_name = {t.name: t for t in config.thresholds}
     assert by_name == {
@@ -940,6 +941,12 @@ def test_embedded_default_loads_and_is_useful():
         "load-high": ThresholdConfig(name="load-high", metric="load.per_core_5",
                                      above=LevelLimits(warning=2.0, critical=4.0),
                                      soak=Duration(300.0)),
+        "memory-pressure": ThresholdConfig(
+            name="memory-pressure", metric="pressure.memory_full_avg60",
+            above=LevelLimits(warning=10.0, critical=30.0), soak=Duration(120.0)),
+        "unit-failed": ThresholdConfig(name="unit-failed", metric="services.active_state",
+                                       below=0.0, soak=Duration(0.0),
+                                       summary="unit {unit} has failed"),
     }
     file_sink, log_sink = config.sinks
     assert isinstance(file_sink, FileSinkConfig) and file_sink.name == "file"
@@ -995,7 +1002,8 @@ def test_check_schema_refuses_what_the_loader_cannot_build():
 
 def test_importing_a_family_module_first_has_no_cycle():
     for module in ("pharosd.sinks.config", "pharosd.probes.config", "pharosd.pipeline.config",
-                   "pharosd.config.types", "pharosd.config"):
+                   "pharosd.alerting.config", "pharosd.statistics.config", "pharosd.types",
+                   "pharosd.config"):
         result = subprocess.run([sys.executable, "-c", f"import {module}"], cwd=REPO,
                                 capture_output=True, text=True, env=dict(os.environ), timeout=60)
         assert result.returncode == 0, result.stderr

@@ -28,7 +28,8 @@ from peers.alertmanager import Alertmanager
 from peers.receiver import HANG, Receiver, Request
 from peers.rsyslog import Rsyslog
 
-from pharosd.control import SOCKET_NAME, query_status
+from pharosd.control.client import query_status
+from pharosd.control.protocol import SOCKET_NAME
 from pharosd.model import parse_rfc3339
 from tests.support.daemon import PharosProcess, wait_until
 

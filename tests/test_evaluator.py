@@ -9,18 +9,14 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from pharosd.alerting.config import LevelLimits, ThresholdConfig, WindowConfig
 from pharosd.alerting.evaluator import Evaluator
 from pharosd.clock import FakeClock
-from pharosd.config.schema import (
-    Config,
-    LevelLimits,
-    StatisticConfig,
-    ThresholdConfig,
-    WindowConfig,
-)
-from pharosd.config.types import Duration, FrozenDict
+from pharosd.config.schema import Config
 from pharosd.model import AlertEvent, Labels, Sample, fingerprint, labels_of
 from pharosd.probes.config import ExecProbeConfig
+from pharosd.statistics.config import StatisticConfig
+from pharosd.types import Duration, FrozenDict
 
 DEFAULTS = Config()   # soak 30s, cool 60s, level warning
 

@@ -22,15 +22,15 @@ from peers.hostile import HUGE, HostileReceiver
 from peers.sinktools import event
 
 from pharosd.config.schema import Config
-from pharosd.config.types import Duration
 from pharosd.errors import DeliveryError, PermanentDeliveryError
 from pharosd.httpclient import MAX_BODY
 from pharosd.model import Sample
-from pharosd.pipeline import Pipeline
 from pharosd.pipeline.config import RemoteWriteConfig, UplinkConfig
+from pharosd.pipeline.worker import Pipeline
 from pharosd.sinks.alertmanager import AlertmanagerSink
 from pharosd.sinks.http import HttpPoster
 from pharosd.sinks.webhook import WebhookSink
+from pharosd.types import Duration
 from pharosd.worker import WorkerContext
 
 pytestmark = pytest.mark.timeout(120)

@@ -18,12 +18,12 @@ from peers.hostile import HostileReceiver
 from peers.receiver import Receiver
 from peers.sinktools import event
 
-from pharosd.config.types import Duration
 from pharosd.errors import DeliveryError
 from pharosd.httpclient import proxies_for
 from pharosd.probes.config import HttpProbeConfig
 from pharosd.probes.http import HttpProbe
 from pharosd.sinks.webhook import WebhookSink
+from pharosd.types import Duration
 
 pytestmark = pytest.mark.timeout(60)
 

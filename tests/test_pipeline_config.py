@@ -6,7 +6,8 @@ import base64
 
 import pytest
 
-from pharosd.config.loader import check_schema, parse_config
+from pharosd.config.hints import check_schema
+from pharosd.config.loader import parse_config
 from pharosd.errors import ConfigError
 from pharosd.pipeline.config import (
     BufferConfig,

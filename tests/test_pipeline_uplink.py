@@ -24,9 +24,7 @@ from peers.remote_write import decode_request, flat
 
 from pharosd import __version__
 from pharosd.config.schema import Config
-from pharosd.config.types import Duration
 from pharosd.model import Sample
-from pharosd.pipeline import Pipeline
 from pharosd.pipeline.config import (
     BasicAuthConfig,
     BufferConfig,
@@ -37,6 +35,8 @@ from pharosd.pipeline.config import (
 from pharosd.pipeline.delivery import Backoff
 from pharosd.pipeline.remote_write import STALE_NAN_BITS
 from pharosd.pipeline.telemetry import TelemetrySource
+from pharosd.pipeline.worker import Pipeline
+from pharosd.types import Duration
 from pharosd.worker import WorkerContext
 
 pytestmark = pytest.mark.timeout(180)

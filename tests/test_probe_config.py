@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from pharosd.config.loader import check_schema, parse_config
+from pharosd.config.hints import check_schema
+from pharosd.config.loader import parse_config
 from pharosd.config.schema import Config
-from pharosd.config.types import Duration, FrozenDict, Size
 from pharosd.errors import ConfigError
 from pharosd.probes.config import (
     ExecProbeConfig,
@@ -16,6 +16,7 @@ from pharosd.probes.config import (
     TcpProbeConfig,
 )
 from pharosd.probes.factory import build_probe, status_thresholds
+from pharosd.types import Duration, FrozenDict, Size
 
 FULL = r"""
 interval: 15s

@@ -24,12 +24,12 @@ import pytest
 from conftest import free_port, require_binary
 from structlog.testing import capture_logs
 
-from pharosd.config.types import Duration, FrozenDict
 from pharosd.model import Sample
 from pharosd.probes.config import ExecProbeConfig
 from pharosd.probes.exec import OUTPUT_CAP, ExecProbe, run_command
 from pharosd.probes.factory import build_probe
 from pharosd.probes.nagios import MAX_ITEMS
+from pharosd.types import Duration, FrozenDict
 
 pytestmark = pytest.mark.timeout(120)
 

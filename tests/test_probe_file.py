@@ -5,11 +5,11 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from pharosd.config.types import Duration, Size
 from pharosd.model import Sample
 from pharosd.probes.config import FileProbeConfig
 from pharosd.probes.factory import build_probe
 from pharosd.probes.file import FileProbe
+from pharosd.types import Duration, Size
 
 NOW = 1_700_000_000.0
 

@@ -21,12 +21,12 @@ from conftest import free_port
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pharosd.config.types import Duration, FrozenDict
 from pharosd.model import Sample
 from pharosd.probes.config import HttpProbeConfig
 from pharosd.probes.factory import build_probe
 from pharosd.probes.http import HttpProbe, peer_certificate
 from pharosd.probes.x509 import not_after
+from pharosd.types import Duration, FrozenDict
 
 pytestmark = pytest.mark.timeout(60)
 

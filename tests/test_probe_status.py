@@ -14,9 +14,9 @@ from typing import Any, Literal
 
 import pytest
 
+from pharosd.alerting.config import LevelLimits, ThresholdConfig
 from pharosd.alerting.evaluator import Evaluator
-from pharosd.config.schema import Config, LevelLimits, ThresholdConfig
-from pharosd.config.types import Duration
+from pharosd.config.schema import Config
 from pharosd.errors import ProbeError
 from pharosd.model import AlertEvent, Sample
 from pharosd.probes.base import MAX_NOTE, CheckResult, Probe
@@ -30,6 +30,7 @@ from pharosd.probes.config import (
 )
 from pharosd.probes.factory import build_probe, reserved_threshold_issues, status_thresholds
 from pharosd.source import Source
+from pharosd.types import Duration
 
 EXEC = ExecProbeConfig(name="ntp", kind="exec", command=("/bin/true",))
 

@@ -12,11 +12,11 @@ from typing import Any
 import pytest
 from conftest import free_port
 
-from pharosd.config.types import Duration
 from pharosd.model import Sample
 from pharosd.probes.config import TcpProbeConfig
 from pharosd.probes.factory import build_probe
 from pharosd.probes.tcp import TcpProbe
+from pharosd.types import Duration
 
 pytestmark = pytest.mark.timeout(60)
 

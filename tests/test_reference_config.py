@@ -38,13 +38,16 @@ from typing import Any, Union, get_args, get_origin, get_type_hints
 
 import yaml
 
+from pharosd.alerting.config import LevelLimits, WindowConfig
 from pharosd.config import load_config, parse_config
-from pharosd.config.schema import Config, LevelLimits, StatisticConfig, WindowConfig
-from pharosd.config.types import FrozenDict
+from pharosd.config.schema import Config
 from pharosd.errors import ConfigError
+from pharosd.http.config import DEFAULT_PORT, HttpConfig
 from pharosd.pipeline.config import BasicAuthConfig, RemoteWriteConfig, TLSConfig
 from pharosd.probes.config import ProbeConfig
 from pharosd.sinks.config import RetryConfig, SinkConfig
+from pharosd.statistics.config import StatisticConfig
+from pharosd.types import FrozenDict
 
 ROOT = Path(__file__).resolve().parent.parent
 REFERENCE = ROOT / "etc" / "pharos.yaml"
@@ -165,8 +168,12 @@ def all_configs() -> Iterator[tuple[str, Config]]:
 def test_reference_loads_without_environment_and_matches_the_embedded_default():
     loaded = load_config(str(REFERENCE), environ={})
     # The active lines are the embedded default's useful set: same statistics,
-    # thresholds and sinks, state_dir and host left to their defaults, no receiver.
-    assert loaded.config == load_config(None, environ={}).config
+    # thresholds and sinks, state_dir and host left to their defaults, no receiver;
+    # only the packaged config turns the HTTP listener on (on loopback).
+    assert loaded.config.http.listen == f"127.0.0.1:{DEFAULT_PORT}"
+    embedded = load_config(None, environ={}).config
+    assert embedded.http == HttpConfig()
+    assert dataclasses.replace(loaded.config, http=HttpConfig()) == embedded
     assert loaded.config.state_dir is None and loaded.config.host is None
     assert loaded.config.uplink.remote_write == ()
 
@@ -324,9 +331,10 @@ def test_every_schema_key_is_written_in_the_reference():
     written: set[tuple[type, str]] = set()
     for blocks in [[], *(b.chain() for b in ref.blocks)]:
         written_keys(ref.raw(blocks), Config, written)
+    # a field's YAML key is its name, or metadata["key"] where the name cannot be (`from`)
     missing = [f"{cls.__name__}.{f.name}"
                for cls in classes for f in dataclasses.fields(cls)
-               if f.init and (cls, f.name) not in written]
+               if f.init and (cls, f.metadata.get("key", f.name)) not in written]
     assert not missing, ("keys not written in etc/pharos.yaml (add each, commented out with "
                          "its default, to a '# defaults:' or '# example:' block): "
                          + ", ".join(missing))

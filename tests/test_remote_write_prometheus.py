@@ -20,10 +20,10 @@ from peers import wait_for
 from peers.prometheus import Prometheus
 
 from pharosd.config.schema import Config
-from pharosd.config.types import Duration
 from pharosd.model import Sample
-from pharosd.pipeline import Pipeline
 from pharosd.pipeline.config import RemoteWriteConfig, UplinkConfig
+from pharosd.pipeline.worker import Pipeline
+from pharosd.types import Duration
 from pharosd.worker import WorkerContext
 
 pytestmark = [pytest.mark.peer("prometheus"), pytest.mark.timeout(300)]

@@ -31,10 +31,10 @@ from peers.victoriametrics import VictoriaMetrics
 
 from pharosd.clock import SystemClock
 from pharosd.config.schema import Config
-from pharosd.config.types import FrozenDict
 from pharosd.model import Sample
-from pharosd.pipeline import Pipeline
 from pharosd.pipeline.config import RemoteWriteConfig, UplinkConfig
+from pharosd.pipeline.worker import Pipeline
+from pharosd.types import FrozenDict
 from pharosd.worker import WorkerContext
 
 pytestmark = [pytest.mark.peer("victoria-metrics"), pytest.mark.timeout(420)]

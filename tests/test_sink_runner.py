@@ -31,8 +31,8 @@ from pharosd.errors import DeliveryError, PermanentDeliveryError
 from pharosd.sinks.config import LogSinkConfig, RetryConfig
 from pharosd.sinks.file import FileSink
 from pharosd.sinks.outbox import Outbox
-from pharosd.sinks.runner import SinkWorker, backoff_delay
 from pharosd.sinks.webhook import WebhookSink
+from pharosd.sinks.worker import SinkWorker, backoff_delay
 
 
 def make_worker(tmp_path: Path, sink: ScriptedSink, clock: FakeClock, **kw: object) -> SinkWorker:
@@ -430,7 +430,7 @@ def test_a_receiver_that_never_answers_does_not_delay_the_file_sink(tmp_path: Pa
 _KILL_SCRIPT = r"""
 import json, sys, threading, time
 from pharosd.model import AlertEvent, fingerprint, labels_of
-from pharosd.sinks.runner import SinkWorker
+from pharosd.sinks.worker import SinkWorker
 from pharosd.sinks.webhook import WebhookSink
 from pharosd.worker import WorkerContext
 

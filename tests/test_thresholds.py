@@ -8,6 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from pharosd.alerting.config import LevelLimits, ThresholdConfig, WindowConfig
 from pharosd.alerting.machine import Transition
 from pharosd.alerting.rules import Rule, compile_rules
 from pharosd.alerting.summary import (
@@ -17,9 +18,9 @@ from pharosd.alerting.summary import (
     summarize,
 )
 from pharosd.alerting.window import Window
-from pharosd.config.schema import Config, LevelLimits, ThresholdConfig, WindowConfig
-from pharosd.config.types import Duration, FrozenDict
+from pharosd.config.schema import Config
 from pharosd.model import Sample, labels_of
+from pharosd.types import Duration, FrozenDict
 
 DEFAULTS = Config()
 

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from typing import Protocol
 from urllib.parse import urlsplit
 
-from pharosd.config.types import Duration, FrozenDict, Size
+from pharosd.types import Duration, FrozenDict, Size
 
 _LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
 # Headers the protocol owns: a config may not replace them.
@@ -167,3 +168,16 @@ class UplinkConfig:
             issues.append(("stale_floor", f"expected a duration above 0, "
                                           f"got {self.stale_floor:g}s"))
         return issues
+
+
+class PipelineSettings(Protocol):
+    """The sections the pipeline reads (the top-level ``Config`` has them)."""
+
+    @property
+    def buffer(self) -> BufferConfig: ...
+
+    @property
+    def spill(self) -> SpillConfig: ...
+
+    @property
+    def uplink(self) -> UplinkConfig: ...

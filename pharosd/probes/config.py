@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from pharosd.config.types import Duration, FrozenDict, Size
+from pharosd.types import Duration, FrozenDict, Size
 
 # A probe name becomes part of metric names (``probe.<name>.state``) and of the
 # generated threshold's name (``probe:<name>``).
@@ -35,8 +35,7 @@ def reserved_threshold_issues(thresholds: Sequence[Any]) -> list[tuple[str, str]
     """Config issues (``thresholds[i].name``, message) for user thresholds whose
     names use the prefix reserved for the probes' status alerts.
 
-    Kept here, free of imports from pharosd.config.schema, so that
-    ``Config.check`` can call it.
+    ``Config.check`` (pharosd.config.schema) calls it.
     """
     return [
         (f"thresholds[{i}].name",

@@ -29,11 +29,11 @@ from dataclasses import dataclass
 
 import structlog
 
-from pharosd.config.units import format_duration
 from pharosd.errors import ProbeError
 from pharosd.probes.base import CheckResult, Probe
 from pharosd.probes.config import ExecProbeConfig
 from pharosd.probes.nagios import MAX_ITEMS, parse_output, perfdata_values
+from pharosd.units import format_duration
 
 log = structlog.get_logger(__name__)
 

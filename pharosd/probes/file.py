@@ -15,10 +15,10 @@ from __future__ import annotations
 import glob
 import os
 
-from pharosd.config.units import format_duration, format_size
 from pharosd.probes.base import CheckResult, Probe
 from pharosd.probes.config import FileProbeConfig
 from pharosd.probes.status import OK, UNKNOWN_STATE
+from pharosd.units import format_duration, format_size
 
 
 class FileProbe(Probe):

@@ -32,12 +32,12 @@ from urllib.parse import urlsplit
 
 import structlog
 
-from pharosd.config.units import format_duration
 from pharosd.httpclient import proxies_for
 from pharosd.probes.base import CheckResult, Probe, describe_error
 from pharosd.probes.config import HttpProbeConfig
 from pharosd.probes.status import OK, UNKNOWN_STATE
 from pharosd.probes.x509 import not_after
+from pharosd.units import format_duration
 
 log = structlog.get_logger(__name__)
 

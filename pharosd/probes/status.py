@@ -10,15 +10,15 @@ the ordinary alert machine with its soak and cool.
 
 Those thresholds are named ``probe:<name>``; user thresholds may not start
 with ``probe:`` (``reserved_threshold_issues`` reports them), so the two can
-never clash (``reserved_threshold_issues`` lives in pharosd.probes.config, which
-pharosd.config.schema imports, so ``Config.check`` can use it without a cycle).
+never clash (``reserved_threshold_issues`` lives in pharosd.probes.config, beside
+the other config shapes, for ``Config.check`` to call).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-from pharosd.config.schema import LevelLimits, ThresholdConfig
+from pharosd.alerting.config import LevelLimits, ThresholdConfig
 from pharosd.probes.config import THRESHOLD_PREFIX, ProbeConfig
 
 OK, WARNING, CRITICAL, UNKNOWN = 0, 1, 2, 3

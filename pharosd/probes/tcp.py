@@ -14,10 +14,10 @@ from __future__ import annotations
 import socket
 import time
 
-from pharosd.config.units import format_duration
 from pharosd.probes.base import CheckResult, Probe
 from pharosd.probes.config import TcpProbeConfig
 from pharosd.probes.status import OK, UNKNOWN_STATE
+from pharosd.units import format_duration
 
 MAX_READ = 64 * 1024
 

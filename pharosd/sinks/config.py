@@ -1,7 +1,9 @@
 """Config shapes of the sinks (one dataclass per ``kind``); see pharosd.config.schema.
 
 Every sink has a ``name`` (unique; it also names the sink's outbox file), a
-``kind`` and a ``retry`` policy for its outbox. Secrets come either inline
+``kind``, a ``retry`` policy for its outbox, an optional ``filter`` (which
+alerts it gets) and an optional ``repeat`` (reminders while an alert fires);
+docs/alerting.md describes routing and reminders. Secrets come either inline
 (``token``, ``password``, ``secret``: write ``${ENV_VAR}`` there) or from a
 file (``token_file``, ...: read when the sink is built, surrounding
 whitespace stripped); never both. docs/sinks.md documents every key.
@@ -9,11 +11,13 @@ whitespace stripped); never both. docs/sinks.md documents every key.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, Protocol
 from urllib.parse import urlsplit
 
-from pharosd.config.types import Duration, FrozenDict, Size
+from pharosd.model import Level
+from pharosd.types import Duration, FrozenDict, Size
 
 Facility = Literal[
     "kern", "user", "mail", "daemon", "auth", "syslog", "lpr", "news", "uucp", "cron",
@@ -48,6 +52,28 @@ def _backlog() -> dict[str, float]:
 
 
 @dataclass(frozen=True)
+class FilterConfig:
+    """Which alerts a sink gets: every part given must match (levels: any of them;
+    rules: any of the globs; labels: every glob)."""
+
+    levels: tuple[Level, ...] = ()
+    rules: tuple[str, ...] = ()
+    labels: FrozenDict[str] = field(default_factory=FrozenDict)
+
+    def check(self) -> list[tuple[str, str]]:
+        if not self.levels and not self.rules and not self.labels:
+            return [("", "expected at least one of levels, rules, labels "
+                         "(leave 'filter' out to get every alert)")]
+        return []
+
+
+def _route_issues(c: SinkConfig) -> list[tuple[str, str]]:
+    if c.repeat is not None and c.repeat <= 0:
+        return [("repeat", f"expected a duration above 0, got {c.repeat:g}s")]
+    return []
+
+
+@dataclass(frozen=True)
 class FileSinkConfig:
     """Append one JSON alert event per line to ``path``."""
 
@@ -59,11 +85,13 @@ class FileSinkConfig:
     fsync: bool = True                # fsync after each event (flush always)
     retry: RetryConfig = field(default_factory=RetryConfig)
     max_backlog: int = field(default=10_000, metadata=_backlog())
+    filter: FilterConfig | None = None    # which alerts it gets (default: all)
+    repeat: Duration | None = None        # remind of a firing alert this often
 
     def check(self) -> list[tuple[str, str]]:
         if self.max_size is not None and self.max_size <= 0:
             return [("max_size", f"expected a size above 0, got {self.max_size}")]
-        return []
+        return _route_issues(self)
 
 
 @dataclass(frozen=True)
@@ -74,6 +102,11 @@ class LogSinkConfig:
     kind: Literal["log"]
     retry: RetryConfig = field(default_factory=RetryConfig)
     max_backlog: int = field(default=10_000, metadata=_backlog())
+    filter: FilterConfig | None = None    # which alerts it gets (default: all)
+    repeat: Duration | None = None        # remind of a firing alert this often
+
+    def check(self) -> list[tuple[str, str]]:
+        return _route_issues(self)
 
 
 @dataclass(frozen=True)
@@ -92,6 +125,8 @@ class SyslogSinkConfig:
     timeout: Duration = Duration(5.0)  # tcp connect and send
     retry: RetryConfig = field(default_factory=RetryConfig)
     max_backlog: int = field(default=10_000, metadata=_backlog())
+    filter: FilterConfig | None = None    # which alerts it gets (default: all)
+    repeat: Duration | None = None        # remind of a firing alert this often
 
     def check(self) -> list[tuple[str, str]]:
         if self.transport in ("udp", "tcp") and not self.host:
@@ -100,7 +135,7 @@ class SyslogSinkConfig:
             return [("host", "expected no host with transport 'unix' (set 'socket')")]
         if self.timeout <= 0:
             return [("timeout", f"expected a duration above 0, got {self.timeout:g}s")]
-        return []
+        return _route_issues(self)
 
 
 def _http_issues(url: str, key: str) -> list[tuple[str, str]]:
@@ -163,10 +198,12 @@ class WebhookSinkConfig:
     generator_url: str = ""           # format alertmanager: alerts[].generatorURL
     retry: RetryConfig = field(default_factory=RetryConfig)
     max_backlog: int = field(default=10_000, metadata=_backlog())
+    filter: FilterConfig | None = None    # which alerts it gets (default: all)
+    repeat: Duration | None = None        # remind of a firing alert this often
 
     def check(self) -> list[tuple[str, str]]:
         return (_http_issues(self.url, "url") + _auth_issues(self)
-                + _pair_issues(self, ("secret",)))
+                + _pair_issues(self, ("secret",)) + _route_issues(self))
 
 
 @dataclass(frozen=True)
@@ -193,6 +230,8 @@ class AlertmanagerSinkConfig:
     timeout: Duration = Duration(10.0)
     retry: RetryConfig = field(default_factory=RetryConfig)
     max_backlog: int = field(default=10_000, metadata=_backlog())
+    filter: FilterConfig | None = None    # which alerts it gets (default: all)
+    repeat: Duration | None = None        # remind of a firing alert this often
 
     def check(self) -> list[tuple[str, str]]:
         issues: list[tuple[str, str]] = []
@@ -205,8 +244,128 @@ class AlertmanagerSinkConfig:
         if self.resolved_for < 0:
             issues.append(("resolved_for",
                            f"expected a duration of 0 or more, got {self.resolved_for:g}s"))
-        return issues + _auth_issues(self)
+        return issues + _auth_issues(self) + _route_issues(self)
+
+
+def _address_issues(key: str, address: str) -> list[tuple[str, str]]:
+    """A bare mail address (``ops@example.org``, or a local ``root``): no display
+    name, no spaces, no line breaks (it goes into a header and the envelope)."""
+    if not address or any(c.isspace() or c in '<>,;"()' for c in address):
+        return [(key, f"expected a mail address such as ops@example.org, got {address!r}")]
+    return []
+
+
+def template_issues(key: str, template: str) -> list[tuple[str, str]]:
+    """A ``str.format`` template of plain ``{name}`` placeholders (no ``{a.b}``, ``{a[0]}``)."""
+    import string
+
+    try:
+        parsed = list(string.Formatter().parse(template))
+    except ValueError as e:
+        return [(key, f"expected a template with {{name}} placeholders, got {template!r}: {e}")]
+    for _, name, spec, _conv in parsed:
+        if name is None:
+            continue
+        if not name.isidentifier() or "{" in (spec or ""):
+            return [(key, f"expected plain {{name}} placeholders, got {{{name}}} "
+                          f"in {template!r}")]
+    return []
+
+
+@dataclass(frozen=True)
+class EmailSinkConfig:
+    """Mail each alert event (plain text) over SMTP; see pharosd.sinks.email."""
+
+    name: str
+    kind: Literal["email"]
+    sender: str = field(metadata={"key": "from"})   # the From address (YAML key ``from``)
+    to: tuple[str, ...]               # recipients, at least one
+    host: str = "localhost"           # the SMTP server (a relay or the local MTA)
+    port: int | None = field(default=None, metadata={"min": 1, "max": 65535})
+    starttls: Literal["auto", "always", "never"] = "auto"
+    ssl: bool = False                 # SMTPS: TLS from the first byte (port 465)
+    username: str | None = None       # SMTP AUTH, with password or password_file
+    password: str | None = None
+    password_file: str | None = None
+    subject: str = "[{level}] {rule} {status} on {host}"
+    ca_file: str | None = None        # CAs to verify the server with; default: the system's
+    insecure: bool = False            # do not verify the server's certificate
+    timeout: Duration = Duration(30.0)  # each network operation
+    retry: RetryConfig = field(default_factory=RetryConfig)
+    max_backlog: int = field(default=10_000, metadata=_backlog())
+    filter: FilterConfig | None = None    # which alerts it gets (default: all)
+    repeat: Duration | None = None        # remind of a firing alert this often
+
+    def resolved_port(self) -> int:
+        return self.port if self.port is not None else (465 if self.ssl else 25)
+
+    def check(self) -> list[tuple[str, str]]:
+        issues = _address_issues("from", self.sender)
+        if not self.to:
+            issues.append(("to", "expected at least one recipient"))
+        for i, address in enumerate(self.to):
+            issues += _address_issues(f"to[{i}]", address)
+        if not self.host:
+            issues.append(("host", "expected the SMTP server's host name or address"))
+        if self.ssl and self.starttls == "always":
+            issues.append(("starttls", "expected starttls 'auto' or 'never' with ssl: true "
+                                       "(SMTPS is TLS from the start), got 'always'"))
+        issues += _pair_issues(self, ("password",))
+        has_password = self.password is not None or self.password_file is not None
+        if has_password and self.username is None:
+            issues.append(("username", "expected a username with password/password_file"))
+        if self.username is not None and not has_password:
+            issues.append(("password", "expected password or password_file with username"))
+        if self.insecure and self.ca_file is not None:
+            issues.append(("insecure", "expected either ca_file or insecure: true, not both"))
+        if self.timeout <= 0:
+            issues.append(("timeout", f"expected a duration above 0, got {self.timeout:g}s"))
+        return issues + template_issues("subject", self.subject) + _route_issues(self)
+
+
+EXEC_RETRY_EXIT = 75                  # EX_TEMPFAIL (sysexits.h)
+
+
+@dataclass(frozen=True)
+class ExecSinkConfig:
+    """Run a command per alert event, the event JSON on stdin; see pharosd.sinks.exec."""
+
+    name: str
+    kind: Literal["exec"]
+    command: tuple[str, ...]          # argv; never run through a shell
+    timeout: Duration = Duration(30.0)  # then its process group is killed (retried)
+    env: FrozenDict[str] = field(default_factory=FrozenDict)  # added to PATH and LANG
+    retry: RetryConfig = field(default_factory=RetryConfig)
+    max_backlog: int = field(default=10_000, metadata=_backlog())
+    filter: FilterConfig | None = None    # which alerts it gets (default: all)
+    repeat: Duration | None = None        # remind of a firing alert this often
+
+    def check(self) -> list[tuple[str, str]]:
+        issues: list[tuple[str, str]] = []
+        if not self.command:
+            issues.append(("command", "expected a non-empty list: the program and its "
+                                      "arguments"))
+        elif not self.command[0].startswith("/"):
+            issues.append(("command", "expected an absolute path as the program, got "
+                                      f"{self.command[0]!r}"))
+        for key in self.env:
+            if not key or "=" in key or "\0" in key:
+                issues.append(("env", f"expected environment variable names, got {key!r}"))
+        if self.timeout <= 0:
+            issues.append(("timeout", f"expected a duration above 0, got {self.timeout:g}s"))
+        return issues + _route_issues(self)
 
 
 SinkConfig = (FileSinkConfig | LogSinkConfig | SyslogSinkConfig | WebhookSinkConfig
-              | AlertmanagerSinkConfig)
+              | AlertmanagerSinkConfig | EmailSinkConfig | ExecSinkConfig)
+
+
+class SinkSettings(Protocol):
+    """What ``pharosd test-alert`` reads of the top-level config (``Config`` has it)."""
+
+    @property
+    def sinks(self) -> Sequence[SinkConfig]: ...
+
+    def resolved_state_dir(self) -> str: ...
+
+    def resolved_host(self) -> str: ...

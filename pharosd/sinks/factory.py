@@ -18,6 +18,8 @@ from pharosd.errors import ConfigError, ConfigIssue
 from pharosd.sinks.base import Sink
 from pharosd.sinks.config import (
     AlertmanagerSinkConfig,
+    EmailSinkConfig,
+    ExecSinkConfig,
     FileSinkConfig,
     LogSinkConfig,
     SinkConfig,
@@ -102,4 +104,16 @@ def build_sink(cfg: SinkConfig, *, state_dir: str, host: str, ephemeral: bool = 
                                 resolved_for=float(cfg.resolved_for),
                                 extra_labels=dict(cfg.labels), generator_url=cfg.generator_url,
                                 state_path=state, clock=clock, **_http_kwargs(cfg))
+    if isinstance(cfg, EmailSinkConfig):
+        from pharosd.sinks.email import EmailSink
+
+        return EmailSink(cfg.name, sender=cfg.sender, to=cfg.to, host=cfg.host,
+                         port=cfg.resolved_port(), starttls=cfg.starttls, use_ssl=cfg.ssl,
+                         username=cfg.username, password=read_secret(cfg, "password"),
+                         subject=cfg.subject, ca_file=cfg.ca_file, insecure=cfg.insecure,
+                         timeout=float(cfg.timeout))
+    if isinstance(cfg, ExecSinkConfig):
+        from pharosd.sinks.exec import ExecSink
+
+        return ExecSink(cfg.name, cfg.command, env=dict(cfg.env), timeout=float(cfg.timeout))
     raise TypeError(f"unknown sink config {type(cfg).__name__}")

@@ -1,15 +1,13 @@
-"""Built-in statistics (psutil and /proc) and the collector that polls them.
+"""Built-in statistics (psutil and /proc): each one a ``pharosd.source.Source``.
 
-``build_statistic(cfg, default_every)`` makes one statistic (a
-``pharosd.source.Source``); the collector that polls statistics and probes
-is ``pharosd.collector.Collector``. Modules: ``factory`` (name to class),
+The package face only names its modules; import from the module that owns
+a name. ``config`` (``StatisticConfig`` and the statistic names),
+``factory`` (``build_statistic(cfg, default_every)``: name to class),
 ``base`` (shared base class, filters, item errors), ``rates`` (counters to
 per-second rates, pure), ``procfs`` (/proc readers and parsers), ``cpu``
 (cpu, load), ``memory`` (memory, swap), ``disk`` (disk, diskio),
 ``network``, ``system`` (processes, files, uptime), ``sensors``
-(temperature). Metric names: docs/metrics.md.
+(temperature), ``pressure`` (Linux PSI), ``services`` (systemd units).
+The collector that polls them is ``pharosd.collection.worker``. Metric
+names: docs/metrics.md.
 """
-
-from pharosd.statistics.factory import build_statistic
-
-__all__ = ["build_statistic"]

@@ -24,8 +24,8 @@ from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 
 import structlog
 
-from pharosd.config.schema import StatisticConfig
 from pharosd.model import Labels, Sample
+from pharosd.statistics.config import StatisticConfig
 
 log = structlog.get_logger(__name__)
 
@@ -48,7 +48,7 @@ class Statistic:
         self.name: str = cfg.name
         self.every: float = float(every)
         self.key: Hashable = ("statistic", cfg.name, self.every, cfg.per_core,
-                              tuple(cfg.include), tuple(cfg.exclude))
+                              tuple(cfg.include), tuple(cfg.exclude), tuple(cfg.match))
 
     def collect(self, now: float) -> list[Sample]:  # pragma: no cover - abstract
         raise NotImplementedError

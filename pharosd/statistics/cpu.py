@@ -22,9 +22,9 @@ import os
 import time
 from dataclasses import dataclass, fields
 
-from pharosd.config.schema import StatisticConfig
 from pharosd.model import NO_LABELS, Sample, labels_of
 from pharosd.statistics.base import Every, Monotonic, Statistic
+from pharosd.statistics.config import StatisticConfig
 from pharosd.statistics.procfs import DEFAULT_PROCFS, CpuTimes, read_proc_stat
 
 _CPU_FIELDS = tuple(f.name for f in fields(CpuTimes))

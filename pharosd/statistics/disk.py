@@ -44,7 +44,6 @@ from typing import Any
 
 import psutil
 
-from pharosd.config.schema import StatisticConfig
 from pharosd.model import Labels, Sample, labels_of
 from pharosd.statistics.base import (
     Every,
@@ -54,6 +53,7 @@ from pharosd.statistics.base import (
     Statistic,
     rate_samples,
 )
+from pharosd.statistics.config import StatisticConfig
 from pharosd.statistics.procfs import (
     DEFAULT_PROCFS,
     Mount,

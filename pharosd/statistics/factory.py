@@ -6,15 +6,17 @@ config's own, else ``default_every`` (the top-level ``interval``).
 
 from __future__ import annotations
 
-from pharosd.config.schema import StatisticConfig
 from pharosd.errors import ProbeError
 from pharosd.statistics.base import Statistic
+from pharosd.statistics.config import StatisticConfig
 from pharosd.statistics.cpu import CpuStatistic, LoadStatistic
 from pharosd.statistics.disk import DiskIOStatistic, DiskStatistic
 from pharosd.statistics.memory import MemoryStatistic, SwapStatistic
 from pharosd.statistics.network import NetworkStatistic
+from pharosd.statistics.pressure import PressureStatistic
 from pharosd.statistics.procfs import DEFAULT_PROCFS
 from pharosd.statistics.sensors import TemperatureStatistic
+from pharosd.statistics.services import ServicesStatistic
 from pharosd.statistics.system import FilesStatistic, ProcessesStatistic, UptimeStatistic
 
 
@@ -45,4 +47,8 @@ def build_statistic(cfg: StatisticConfig, default_every: float, *,
         return UptimeStatistic(cfg, every, procfs=procfs)
     if name == "temperature":
         return TemperatureStatistic(cfg, every)
+    if name == "pressure":
+        return PressureStatistic(cfg, every, procfs=procfs)
+    if name == "services":
+        return ServicesStatistic(cfg, every)
     raise ProbeError(f"unknown statistic {name!r}")

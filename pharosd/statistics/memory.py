@@ -15,9 +15,9 @@ from typing import Any
 
 import psutil
 
-from pharosd.config.schema import StatisticConfig
 from pharosd.model import NO_LABELS, Sample
 from pharosd.statistics.base import Statistic
+from pharosd.statistics.config import StatisticConfig
 
 
 def memory_samples(vm: Any, now: float) -> list[Sample]:

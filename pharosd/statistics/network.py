@@ -16,9 +16,9 @@ from typing import Any
 
 import psutil
 
-from pharosd.config.schema import StatisticConfig
 from pharosd.model import Labels, Sample, labels_of
 from pharosd.statistics.base import Monotonic, NameFilter, Statistic, rate_samples
+from pharosd.statistics.config import StatisticConfig
 from pharosd.statistics.rates import RateTracker
 
 NETWORK_DEFAULT_EXCLUDE = ("lo", "veth*")

@@ -17,9 +17,9 @@ from typing import Any
 
 import psutil
 
-from pharosd.config.schema import StatisticConfig
 from pharosd.model import Sample, labels_of
 from pharosd.statistics.base import NameFilter, Statistic
+from pharosd.statistics.config import StatisticConfig
 
 
 def _keep_all(_: str) -> bool:

@@ -17,9 +17,9 @@ clock is stepped.
 
 from __future__ import annotations
 
-from pharosd.config.schema import StatisticConfig
 from pharosd.model import NO_LABELS, Sample
 from pharosd.statistics.base import Statistic
+from pharosd.statistics.config import StatisticConfig
 from pharosd.statistics.procfs import (
     DEFAULT_PROCFS,
     FileHandles,

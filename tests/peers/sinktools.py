@@ -9,7 +9,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from pharosd.model import AlertEvent, Level, Status, fingerprint, labels_of
-from pharosd.sinks.runner import SinkWorker
+from pharosd.sinks.worker import SinkWorker
 from pharosd.worker import WorkerContext
 
 

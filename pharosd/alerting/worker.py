@@ -26,10 +26,10 @@ from typing import Any
 
 import structlog
 
+from pharosd.alerting.config import AlertDefaults, ThresholdConfig
 from pharosd.alerting.evaluator import Evaluator
 from pharosd.bus import Bus
 from pharosd.clock import Clock, SystemClock
-from pharosd.config.schema import Config, ThresholdConfig
 from pharosd.model import AlertEvent, Sample
 from pharosd.worker import WorkerContext
 
@@ -66,7 +66,7 @@ class EvaluatorWorker:
             if self.dropped_batches in (1, 10, 100) or self.dropped_batches % 1000 == 0:
                 log.warning("evaluator_queue_full", dropped_batches=self.dropped_batches)
 
-    def reconfigure(self, thresholds: Sequence[ThresholdConfig], defaults: Config) -> None:
+    def reconfigure(self, thresholds: Sequence[ThresholdConfig], defaults: AlertDefaults) -> None:
         """Apply new thresholds on the worker thread (state kept for unchanged ones)."""
         ths = list(thresholds)
 

@@ -1,0 +1,92 @@
+"""pharos.yaml as YAML nodes that keep their line and column.
+
+The document is composed once with PyYAML's pure-Python ``SafeLoader`` (the
+C loader's error texts differ and correctness beats speed here); a syntax
+error becomes a ``ConfigError`` at its position. The helpers read mappings
+the way the loader needs: ``pairs`` (first of duplicate keys, ``<<`` merges
+under the keys written here), ``locate`` (the node at a key path, for
+positioned errors) and ``join_path`` (``a.b[2].c``).
+"""
+
+from __future__ import annotations
+
+import re
+
+import yaml
+from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+
+from pharosd.errors import ConfigError, ConfigIssue
+
+NULL_TAG = "tag:yaml.org,2002:null"
+MERGE_TAG = "tag:yaml.org,2002:merge"
+YAML_TAG_PREFIX = "tag:yaml.org,2002:"
+_PATH_PART = re.compile(r"\[(\d+)\]|([^.\[\]]+)")
+
+
+def compose(text: str, filename: str) -> Node | None:
+    """YAML text -> the root node; a syntax error is a ConfigError at its position."""
+    try:
+        node: Node | None = yaml.compose(text, Loader=yaml.SafeLoader)
+        return node
+    except yaml.MarkedYAMLError as e:
+        mark = e.problem_mark or e.context_mark
+        message = f"invalid YAML: {e.problem or e.context}"
+        if e.problem and e.context and e.problem.startswith("but "):
+            message = f"invalid YAML: {e.context}, {e.problem}"
+        elif e.problem and e.context:
+            where = f" at line {e.context_mark.line + 1}" if e.context_mark else ""
+            message += f" ({e.context}{where})"
+        line, column = (mark.line + 1, mark.column + 1) if mark else (0, 0)
+        raise ConfigError([ConfigIssue(filename, line, column, "", message)]) from None
+    except yaml.reader.ReaderError as e:
+        line = text.count("\n", 0, e.position) + 1
+        column = e.position - (text.rfind("\n", 0, e.position) + 1) + 1
+        message = f"invalid YAML: character U+{e.character:04X} is not allowed"
+        raise ConfigError([ConfigIssue(filename, line, column, "", message)]) from None
+    except yaml.YAMLError as e:
+        raise ConfigError([ConfigIssue(filename, 0, 0, "", f"invalid YAML: {e}")]) from None
+
+
+def is_null(node: Node) -> bool:
+    return isinstance(node, ScalarNode) and node.tag == NULL_TAG
+
+
+def shape(node: Node) -> str:
+    return "a list" if isinstance(node, SequenceNode) else "a mapping"
+
+
+def pairs(node: MappingNode,
+           _merging: frozenset[int] = frozenset()) -> dict[str, tuple[Node, Node]]:
+    """A mapping's ``key -> (key node, value node)``: the first of duplicates (reported by
+    ``scan``), with ``<<`` merges under the keys written here; non-string keys skipped."""
+    own: dict[str, tuple[Node, Node]] = {}
+    merged: dict[str, tuple[Node, Node]] = {}
+    for key, value in node.value:
+        if not isinstance(key, ScalarNode):
+            continue
+        if key.tag == MERGE_TAG:
+            for source in value.value if isinstance(value, SequenceNode) else [value]:
+                if isinstance(source, MappingNode) and id(source) not in _merging:
+                    for k, pair in pairs(source, _merging | {id(node)}).items():
+                        merged.setdefault(k, pair)
+        else:
+            own.setdefault(key.value, (key, value))
+    return {**merged, **own}
+
+
+def locate(node: Node, field_path: str) -> Node:
+    """The node at ``field_path`` (``x[1].name``) under ``node``, or the deepest found."""
+    for index, key in _PATH_PART.findall(field_path):
+        if key and isinstance(node, MappingNode) and key in pairs(node):
+            node = pairs(node)[key][1]
+        elif index and isinstance(node, SequenceNode) and int(index) < len(node.value):
+            node = node.value[int(index)]
+        else:
+            break
+    return node
+
+
+def join_path(path: str, sub: str) -> str:
+    if not path or not sub:
+        return path or sub
+    return path + sub if sub.startswith("[") else f"{path}.{sub}"
