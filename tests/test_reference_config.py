@@ -167,8 +167,11 @@ def all_configs() -> Iterator[tuple[str, Config]]:
 def test_reference_loads_without_environment_and_matches_the_embedded_default():
     loaded = load_config(str(REFERENCE), environ={})
     # The active lines are the embedded default's useful set: same statistics,
-    # thresholds and sinks, state_dir and host left to their defaults, no receiver.
-    assert loaded.config == load_config(None, environ={}).config
+    # thresholds and sinks, state_dir and host left to their defaults, no receiver;
+    # and it reads the drop-ins of pharos.d/ (none in the source tree).
+    assert loaded.config.include == ("pharos.d/*.yaml",)
+    assert loaded.files == (str(REFERENCE),)
+    assert dataclasses.replace(loaded.config, include=()) == load_config(None, environ={}).config
     assert loaded.config.state_dir is None and loaded.config.host is None
     assert loaded.config.uplink.remote_write == ()
 

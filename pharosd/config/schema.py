@@ -66,6 +66,7 @@ class Config:
     spill: SpillConfig = field(default_factory=SpillConfig)
     uplink: UplinkConfig = field(default_factory=UplinkConfig)
     supervisor: SupervisorConfig = field(default_factory=SupervisorConfig)
+    include: tuple[str, ...] = ()     # drop-in globs, read by pharosd.config.include
 
     def check(self) -> list[tuple[str, str]]:
         issues: list[tuple[str, str]] = []
