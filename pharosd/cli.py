@@ -1,4 +1,5 @@
-"""Command line: ``pharosd run | check-config | status | test-alert | silence | --version``.
+"""Command line: ``pharosd run | check-config | status | test-alert | test-rules | silence |
+--version``.
 
 Exit codes (DESIGN.md): 0 clean stop or success, 1 bad config or usage,
 70 the supervisor gave up, 3 ``status`` or ``silence`` found no running daemon.
@@ -69,6 +70,10 @@ def build_parser() -> argparse.ArgumentParser:
     test.add_argument("--sink", metavar="NAME", help="only this sink")
     test.add_argument("--level", choices=("info", "warning", "critical"), default="warning",
                       help="the level of the synthetic alert (default: warning)")
+    rules = sub.add_parser(
+        "test-rules", parents=[common],
+        help="run rule tests (input series, expected alerts) against a config's thresholds")
+    rules.add_argument("files", nargs="+", metavar="FILE", help="rule-test file (YAML)")
     from pharosd.control.silence import add_silence_arguments
 
     add_silence_arguments(sub, common)
@@ -87,6 +92,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return status_main(args)
     from pharosd.config import load_config, resolve_config_path
 
+    if command == "test-rules":
+        from pharosd.testrules import run_files
+
+        return run_files(args.files, config=getattr(args, "config", None), environ=os.environ,
+                         out=sys.stdout, err=sys.stderr)
     if command == "silence":
         from pharosd.control.silence import silence_main
 

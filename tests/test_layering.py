@@ -30,7 +30,7 @@ LEAVES = {"pharosd", "pharosd.model", "pharosd.types", "pharosd.units", "pharosd
           "pharosd.clock", "pharosd.worker", "pharosd.source", "pharosd.bus", "pharosd.logs"}
 FAMILIES = {"statistics", "probes", "alerting", "sinks", "pipeline", "collection", "control"}
 DAEMON_MODULES = {"pharosd.daemon", "pharosd.supervisor", "pharosd.slots", "pharosd.notify",
-                  "pharosd.faults"}
+                  "pharosd.faults", "pharosd.testrules"}
 CLI_MODULES = {"pharosd.cli", "pharosd.__main__"}
 
 
