@@ -4,12 +4,14 @@ thresholds keep their state (a firing alert stays firing, with no new event)."""
 
 from __future__ import annotations
 
+import json
 import signal
 from pathlib import Path
 
 import pytest
 
 from tests.support.daemon import PharosProcess, read_events, wait_until
+from tests.test_cli import pharosd
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -57,6 +59,10 @@ def test_reload_applies_drop_ins_added_changed_and_removed(tmp_path, daemons):
     (dropins / "20-memory.yaml").write_text(memory(0))
     reload(d, 1)
     assert wait_until(lambda: ("memory-any", "firing") in statuses(alerts), 20), d.log()
+    r = pharosd("status", "--json", "--socket", str(tmp_path / "run" / "control.sock"))
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["config"]["files"] == [
+        str(d.config), str(dropins / "10-uptime.yaml"), str(dropins / "20-memory.yaml")]
 
     # Changed: the old memory-any resolves (its threshold changed), the new one stays OK.
     (dropins / "20-memory.yaml").write_text(memory(100))

@@ -186,6 +186,16 @@ def test_the_shipped_tests_of_the_reference_config_pass():
     assert r.returncode == 0, r.stdout + r.stderr
 
 
+def test_the_example_in_the_docs_passes(tmp_path):
+    text = (ROOT / "docs" / "configuration.md").read_text()
+    example = text.split("```yaml\nconfig: pharos.yaml")[1].split("```")[0]
+    rules = tmp_path / "doc.tests.yaml"
+    rules.write_text("config: pharos.yaml" + example)
+    r = pharosd("test-rules", "-c", str(ROOT / "etc" / "pharos.yaml"), str(rules))
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert r.stdout.splitlines()[-1] == "2 tests: 2 passed, 0 failed"
+
+
 def test_absent_predict_and_probe_status_through_the_command(tmp_path):
     r = pharosd("test-rules", str(write(tmp_path, TESTS)))
     assert r.returncode == 0, r.stdout + r.stderr
