@@ -507,3 +507,29 @@ def test_render_shows_unknown_sections():
     text = render_status({"host": "web1", "collector": {"sources": 7}, "note": "hi"})
     assert text.splitlines()[0] == "pharosd on web1"
     assert "Collector" in text and "sources  7" in text and "note: hi" in text
+
+
+def test_render_collector_pipeline_and_http_as_tables():
+    text = render_status({
+        "collector": {"cpu": {"every": 10.0, "last_run": NOW - 3, "runs": 5, "failures": 1,
+                              "skipped": 0, "missed": 2, "last_error": "OSError: x"}},
+        "sinks": [{"name": "f", "dropped": {"a": 2, "b": 1}, "last_success": NOW - 100}],
+        "pipeline": {"series": 10, "receivers": [
+            {"name": "vm", "up": True, "buffer_samples": 5, "spill_samples": 0,
+             "spill_bytes": 2048, "sent": 100, "dropped": {}, "seconds_since_success": 1.5}]},
+        "http": {"listen": "127.0.0.1:9612", "tls": False, "basic_auth": True, "open": 1,
+                 "requests": 5, "refused": 0, "timeouts": 2, "tls_errors": 0},
+    }, now=NOW)
+    lines = text.splitlines()
+    i = lines.index("Sources (1)")
+    assert lines[i + 1].split() == ["NAME", "EVERY", "LAST", "RUN", "RUNS", "FAILURES",
+                                    "SKIPPED", "MISSED", "LAST", "ERROR"]
+    assert lines[i + 2].split() == ["cpu", "10s", "3.0s", "ago", "5", "1", "0", "2",
+                                    "OSError:", "x"]
+    i = lines.index("Sinks (1)")
+    assert lines[i + 2].split() == ["f", "3", "1m40s", "ago"]
+    i = lines.index("Receivers (1)")
+    assert lines[i + 2].split() == ["vm", "yes", "5", "0", "2KiB", "100", "0", "1.5s"]
+    i = lines.index("HTTP listener")
+    assert lines[i + 2].split() == ["127.0.0.1:9612", "off", "on", "1", "5", "0", "2", "0"]
+    assert "1.7e+09" not in text and "every=" not in text

@@ -28,7 +28,8 @@ LEAF, FAMILY, CONFIG, DAEMON, CLI = range(5)
 LAYER_NAMES = ("leaf", "family", "config", "daemon", "cli")
 LEAVES = {"pharosd", "pharosd.model", "pharosd.types", "pharosd.units", "pharosd.errors",
           "pharosd.clock", "pharosd.worker", "pharosd.source", "pharosd.bus", "pharosd.logs"}
-FAMILIES = {"statistics", "probes", "alerting", "sinks", "pipeline", "collection", "control"}
+FAMILIES = {"statistics", "probes", "alerting", "sinks", "pipeline", "collection", "control",
+            "http"}
 DAEMON_MODULES = {"pharosd.daemon", "pharosd.supervisor", "pharosd.slots", "pharosd.notify",
                   "pharosd.faults", "pharosd.testrules"}
 CLI_MODULES = {"pharosd.cli", "pharosd.__main__"}
