@@ -158,7 +158,7 @@ def _discover(b: _TreeBuilder, root: MappingNode, filename: str) -> list[str]:
         if pattern is INVALID or not pattern:
             continue
         full = os.path.join(base, pattern)
-        if glob.has_magic(full):
+        if any(c in pattern for c in "*?["):
             matches = sorted(glob.glob(full))
         elif os.path.isdir(full):
             b.issue_in(filename, item, f"include[{i}]",
