@@ -32,7 +32,7 @@ LEAVES = {"pharosd", "pharosd.model", "pharosd.types", "pharosd.units", "pharosd
 FAMILIES = {"statistics", "probes", "alerting", "sinks", "pipeline", "collection", "control",
             "http"}
 DAEMON_MODULES = {"pharosd.daemon", "pharosd.supervisor", "pharosd.slots", "pharosd.notify",
-                  "pharosd.faults"}
+                  "pharosd.faults", "pharosd.testrules"}
 CLI_MODULES = {"pharosd.cli", "pharosd.__main__"}
 
 
