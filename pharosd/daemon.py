@@ -367,7 +367,8 @@ class Daemon:
             return False
         self.reload_state = {"ok": True, "at": self.clock.wall(), "errors": []}
         self.notifier.ready(self.status_line())
-        log.info("reload_done", config=new.source, digest=new.digest[:12])
+        log.info("reload_done", config=new.source, digest=new.digest[:12],
+                 drop_ins=max(0, len(new.files) - 1))
         return True
 
     def _apply(self, new: LoadedConfig) -> None:
@@ -442,7 +443,7 @@ class Daemon:
             "started_at": self.started_at,
             "host": self.host,
             "config": {"source": self.loaded.source, "loaded_at": self.loaded.loaded_at,
-                       "digest": self.loaded.digest},
+                       "digest": self.loaded.digest, "files": list(self.loaded.files)},
             "reload": dict(self.reload_state),
             "workers": self.supervisor.status(),
             "alerts": self._alerts_with_holds(),

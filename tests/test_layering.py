@@ -28,11 +28,12 @@ LEAF, FAMILY, CONFIG, DAEMON, CLI = range(5)
 LAYER_NAMES = ("leaf", "family", "config", "daemon", "cli")
 LEAVES = {"pharosd", "pharosd.model", "pharosd.types", "pharosd.units", "pharosd.errors",
           "pharosd.clock", "pharosd.worker", "pharosd.source", "pharosd.bus", "pharosd.logs",
-          "pharosd.backoff", "pharosd.redact", "pharosd.secretfile", "pharosd.sqlitedb"}
+          "pharosd.backoff", "pharosd.redact", "pharosd.secretfile", "pharosd.sqlitedb",
+          "pharosd.httpclient"}
 FAMILIES = {"statistics", "probes", "alerting", "sinks", "pipeline", "collection", "control",
             "http"}
 DAEMON_MODULES = {"pharosd.daemon", "pharosd.supervisor", "pharosd.slots", "pharosd.notify",
-                  "pharosd.faults"}
+                  "pharosd.faults", "pharosd.testrules"}
 CLI_MODULES = {"pharosd.cli", "pharosd.__main__"}
 
 

@@ -526,6 +526,30 @@ def test_a_broken_spill_never_stops_the_worker_and_memory_stays_bounded(tmp_path
     assert st["buffer"]["samples"] + sum(st["dropped"].values()) <= 300
 
 
+def test_series_past_the_bounds_are_not_shipped_but_counted_and_logged(tmp_path,
+                                                                         drives) -> None:
+    # perfdata names that keep changing (a new series every run) must not grow
+    # the registry without end: 20 series of that probe at most; the other
+    # sources go on.
+    cfg = Config(uplink=UplinkConfig(remote_write=(rw(flush=Duration(0.2)),),
+                                     max_series=1000, max_series_per_source=20))
+    with structlog.testing.capture_logs() as logs:
+        d = drives(tmp_path, cfg)
+        for k in range(100):
+            d.p.offer([Sample(f"probe.flappy.label{k}", (), 1.0, T0 + k),
+                       Sample(f"cpu.core{k % 5}", (), 2.0, T0 + k)])
+        d.until(lambda: d.receiver()["sent"] >= 20 + 100)
+        d.until(lambda: any(e["event"] == "series_limit_reached" for e in logs))
+    names = Counter(name for name, _, _, _ in d.transport.rows())
+    assert sum(1 for n in names if n.startswith("pharos_probe_flappy_")) == 20
+    assert sum(v for n, v in names.items() if n.startswith("pharos_cpu_core")) == 100
+    st = d.p.status()
+    assert st["series"] == 25
+    assert st["dropped"]["series_limit"] == 80
+    [warning] = [e for e in logs if e["event"] == "series_limit_reached"]
+    assert warning["refused_samples"] == {"probe.flappy": 80}
+
+
 # -- the real parts: threads, HTTP, a scripted receiver on 127.0.0.1 -----------------------
 
 

@@ -68,6 +68,7 @@ class Config:
     uplink: UplinkConfig = field(default_factory=UplinkConfig)
     supervisor: SupervisorConfig = field(default_factory=SupervisorConfig)
     http: HttpConfig = field(default_factory=HttpConfig)
+    include: tuple[str, ...] = ()     # drop-in globs, read by pharosd.config.include
 
     def check(self) -> list[tuple[str, str]]:
         issues: list[tuple[str, str]] = []

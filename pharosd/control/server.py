@@ -330,6 +330,7 @@ class ControlServer:
             self.served += 1
         else:
             self.errors += 1
+            log.warning("control_bad_request", error=str(response.get("error"))[:200])
         self._reply(sel, conn, response)
 
     def _reply(self, sel: selectors.BaseSelector, conn: _Conn, response: Mapping[str, Any]) -> None:
@@ -457,7 +458,7 @@ def _watch_request(line: bytes) -> tuple[bool, str | None]:
     """Whether ``line`` asks to watch, and its ``rule`` glob (None: every rule)."""
     try:
         req = json.loads(line.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
+    except (UnicodeDecodeError, ValueError, RecursionError):   # answer() says what is wrong
         return False, None
     if not isinstance(req, dict) or req.get("cmd") != "watch":
         return False, None

@@ -120,9 +120,10 @@ class TelemetrySource:
             add("pharosd.uplink_seconds_since_success", r["seconds_since_success"], lab)
             add("pharosd.uplink_requests_total", r["requests"], lab)
             add("pharosd.uplink_failures_total", r["failures"], lab)
-        removed = st.get("dropped", {}).get("receiver_removed")
-        if removed:
-            add("pharosd.samples_dropped_total", removed, (("reason", "receiver_removed"),))
+        for reason in ("receiver_removed", "series_limit"):
+            n = st.get("dropped", {}).get(reason)
+            if n:
+                add("pharosd.samples_dropped_total", n, (("reason", reason),))
 
     def _process_samples(self, add: Callable[..., None]) -> None:
         try:

@@ -6,8 +6,10 @@ A ``uplink.Lane`` never touches the network or starts a thread itself:
   WriteRequest and returns the receiver's ``Reply`` (status, the start of
   the body of a non-2xx answer, ``Retry-After`` in seconds); it raises when
   there is no answer (refused, timeout, TLS). ``HttpTransport`` is the real
-  one: one ``requests.Session`` (imported lazily), replaced when the URL or
-  TLS settings change; ``Retry-After`` is read by
+  one: one session (``pharosd.httpclient.new_session``: proxies from the
+  environment, trust from the config), replaced when the URL or TLS
+  settings change, posting through ``httpclient.BoundedClient`` (a
+  whole-request deadline, a capped answer); ``Retry-After`` is read by
   ``pharosd.backoff.parse_retry_after`` (seconds or an HTTP date).
 * ``Launcher.launch(job)`` runs a request's job (encode, compress, post)
   without blocking the uplink worker: ``ThreadLauncher`` on a short-lived
@@ -24,6 +26,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from pharosd.backoff import parse_retry_after
 from pharosd.clock import Clock, SystemClock
+from pharosd.httpclient import BoundedClient, new_session
 
 if TYPE_CHECKING:
     from pharosd.pipeline.receiver import ReceiverSettings
@@ -74,32 +77,31 @@ class HttpTransport:
         self._session: Any = None
         self._key: tuple[Any, ...] | None = None
         self._lock = threading.Lock()
+        self._bounded = BoundedClient()      # whole-request deadline, capped body
 
     def _session_for(self, settings: ReceiverSettings) -> Any:
         with self._lock:
             key = settings.transport_key()
             if self._session is None or self._key != key:
-                import requests
-
                 if self._session is not None:
                     self._session.close()
                 if settings.verify is False:
                     import urllib3
 
                     urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
-                self._session, self._key = requests.Session(), key
+                # proxies from the environment, trust from the config
+                self._session, self._key = new_session(), key
             return self._session
 
     def post(self, settings: ReceiverSettings, body: bytes) -> Reply:
         session = self._session_for(settings)
-        resp = session.post(settings.url, data=body, headers=dict(settings.headers),
-                            timeout=settings.timeout, verify=settings.verify,
-                            cert=settings.cert, allow_redirects=False)
-        try:
-            text = resp.text[:BODY_KEEP] if resp.status_code >= 300 else ""
-        finally:
-            resp.close()
-        return Reply(resp.status_code, text,
+        # BoundedClient measures its deadline on the real monotonic clock
+        resp = self._bounded.post(session, settings.url, data=body, headers=settings.headers,
+                                  deadline=SystemClock().monotonic() + settings.timeout,
+                                  verify=settings.verify, cert=settings.cert,
+                                  allow_redirects=False)
+        text = resp.body.decode("utf-8", "replace")[:BODY_KEEP] if resp.status >= 300 else ""
+        return Reply(resp.status, text,
                      parse_retry_after(resp.headers.get("Retry-After"), self._clock.wall()))
 
     def close(self) -> None:
