@@ -31,7 +31,7 @@ LEAVES = {"pharosd", "pharosd.model", "pharosd.types", "pharosd.units", "pharosd
 FAMILIES = {"statistics", "probes", "alerting", "sinks", "pipeline", "collection", "control"}
 DAEMON_MODULES = {"pharosd.daemon", "pharosd.supervisor", "pharosd.slots", "pharosd.notify",
                   "pharosd.faults"}
-CLI_MODULES = {"pharosd.cli", "pharosd.__main__"}
+CLI_MODULES = {"pharosd.cli", "pharosd.__main__", "pharosd.api"}
 
 
 def module_name(path: Path) -> str:
