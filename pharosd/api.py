@@ -219,11 +219,13 @@ class Handle:
         return self._thread.is_alive()
 
     def status(self) -> dict[str, Any]:
-        """``pharosd status --json``'s object, with ``running``, ``exit_code`` and
+        """``pharosd status --json``'s object, with ``running``, ``ready`` (every
+        statistic ran once: when ``pharosd run`` sends READY=1), ``exit_code`` and
         ``subscribers`` (subscribed, queued, delivered, dropped, failures)."""
         with self._lock:
             code = self._exit_code
-        out: dict[str, Any] = {"running": self.running, "exit_code": code}
+        out: dict[str, Any] = {"running": self.running, "ready": self._daemon.ready,
+                               "exit_code": code}
         if self.running:
             out.update(self._daemon.state())
         out["subscribers"] = self._subscribers.status()
