@@ -21,7 +21,7 @@ not configure logging: pharosd logs through structlog, as the host program
 configures it (``pharosd.logs.configure`` is what the command line uses).
 
 Subscribers get every alert event (a ``pharosd.model.AlertEvent``; ``to_dict()``
-is the JSON contract of docs/events) on one thread of their own
+is the JSON contract of docs/alerting.md) on one thread of their own
 (``subscribers``, a supervised worker), so a slow callback never holds up
 alerting: the events wait in a bounded queue (``QUEUE_CAPACITY``; when it is
 full the newest event is dropped and counted). A callback that raises is
