@@ -1,4 +1,4 @@
-"""Command line: ``pharosd run | check-config | status | test-alert | silence | --version``.
+"""Command line: ``pharosd run | check-config | status | watch | test-alert | silence | --version``.
 
 Exit codes (DESIGN.md): 0 clean stop or success, 1 bad config or usage,
 70 the supervisor gave up, 3 ``status`` or ``silence`` found no running daemon.
@@ -56,6 +56,11 @@ def build_parser() -> argparse.ArgumentParser:
     status = sub.add_parser("status", parents=[common], help="show the running daemon's state")
     status.add_argument("--json", action="store_true", help="machine-readable output")
     status.add_argument("--socket", metavar="PATH", help="control socket path")
+    watch = sub.add_parser("watch", parents=[common],
+                           help="print alert events as they happen, until interrupted")
+    watch.add_argument("--json", action="store_true", help="one JSON object a line")
+    watch.add_argument("--rule", metavar="GLOB", help="only rules matching this glob")
+    watch.add_argument("--socket", metavar="PATH", help="control socket path")
     test = sub.add_parser("test-alert", parents=[common],
                           help="send a synthetic firing and resolved alert through the sinks")
     test.add_argument("--sink", metavar="NAME", help="only this sink")
@@ -77,6 +82,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from pharosd.control.cli import status_main
 
         return status_main(args)
+    if command == "watch":
+        from pharosd.control.cli import watch_main
+
+        return watch_main(args)
     from pharosd.config import load_config, resolve_config_path
 
     if command == "silence":

@@ -1,16 +1,12 @@
 """The daemon: builds the workers from a config, supervises them, talks to systemd.
 
-One composition path for ``pharosd run`` and the embedding API
-(``pharosd.api``): ``start()`` builds every worker and starts it under the
-supervisor; ``serve()`` runs the supervisor's loop until asked to stop, then
-shuts down; ``run()`` is the two for the command line. The main-thread
-parts are options of the constructor: ``signals`` (install SIGTERM, SIGINT
-and SIGHUP handlers, which only enqueue the signal number) and
-``sd_notify`` (talk to systemd when ``NOTIFY_SOCKET`` is set); without
-them ``serve()`` may run on any thread and ``request_stop()`` ends it.
-
-The loop drains the queue (SIGTERM/SIGINT or ``request_stop()`` stop, SIGHUP
-reloads and reopens files), lets the supervisor restart crashed workers,
+``pharosd run`` and ``pharosd.api`` share one path: ``start()`` builds and
+starts every worker, ``serve()`` runs the supervisor's loop until a stop. The
+main-thread parts are options: ``signals`` (handlers that only enqueue the
+signal number) and ``sd_notify``; without them ``serve()`` may run on any
+thread, and ``request_stop()`` ends it. The loop drains the queue
+(SIGTERM/SIGINT or ``request_stop()`` stop, SIGHUP reloads and reopens
+files), lets the supervisor restart crashed workers,
 sends ``READY=1`` after the first collection and ``WATCHDOG=1`` at half the
 watchdog interval while every worker's heartbeat is fresh.
 
@@ -43,10 +39,21 @@ from pharosd.alerting.worker import EvaluatorWorker
 from pharosd.bus import Bus
 from pharosd.collection.worker import Collector
 from pharosd.config import LoadedConfig, load_config
+from pharosd.config.loader import issue_at
 from pharosd.config.schema import Config
 from pharosd.control.protocol import Command, Peer, default_socket_path
 from pharosd.control.server import ControlServer
 from pharosd.errors import ConfigError, PharosError, SupervisorGaveUp
+from pharosd.http.config import HttpConfig
+from pharosd.http.store import LatestValues
+from pharosd.http.view import LiveView, listener_families
+from pharosd.http.worker import (
+    HttpWorker,
+    Listener,
+    ListenerError,
+    exposure_warning,
+    open_listener,
+)
 from pharosd.model import labels_of
 from pharosd.notify import Notifier
 from pharosd.pipeline.worker import Pipeline
@@ -105,8 +112,7 @@ class Daemon:
         self.environ = dict(os.environ if environ is None else environ)
         self.loaded = loaded
         self.config_path = config_path
-        # What a reload reads: the file again (by default), or the embedder's own source.
-        self._reload_config = reload_config or (
+        self._reload_config = reload_config or (   # the file again, or the embedder's
             lambda: load_config(self.config_path, environ=self.environ))
         self.signals = signals
         self.notifier = Notifier(self.environ if sd_notify else {})
@@ -122,6 +128,9 @@ class Daemon:
         self.reload_state: dict[str, Any] = {"ok": True, "at": None, "errors": []}
         self.ready = False
         self._uplink_names: set[str] = set()
+        self.latest = LatestValues()
+        self.http: HttpWorker | None = None
+        self._gave_up = False
 
     # -- building ----------------------------------------------------------
 
@@ -147,13 +156,17 @@ class Daemon:
             state_path=os.path.join(self.state_dir, "alert-state.json"))
         self.pipeline = Pipeline(cfg, state_dir=self.state_dir, host=self.host)
         sources = build_sources(cfg)
-        if self.pipeline.enabled:
+        if self.pipeline.enabled or cfg.http.enabled:
             sources.append(self._telemetry(cfg))
         # offer() is a no-op while no receiver is configured; a reload may add one.
-        consumers = [self.evaluator.submit, self.pipeline.offer]
+        consumers = [self.evaluator.submit, self.pipeline.offer, self.latest.offer]
         self.collector = Collector(sources, consumers)
         self.control = ControlServer(default_socket_path(self.environ, self.state_dir),
                                      self.state, commands=self._commands())
+        self.bus.subscribe("watchers", self.control.publish)    # `pharosd watch`
+        if cfg.http.enabled:
+            self.http = HttpWorker(self._open_listener(cfg.http, self.loaded.source),
+                                   self._view())
 
     def _submitters(self) -> dict[str, Any]:
         return {name: slot.worker.submit for name, slot in self.sinks.items()}
@@ -184,12 +197,78 @@ class Daemon:
         self._uplink_names = set(wanted)
 
     def _telemetry(self, cfg: Config) -> Source:
-        from pharosd.pipeline.telemetry import TelemetrySource  # only with an uplink
+        from pharosd.pipeline.telemetry import TelemetrySource  # only with an uplink or http
 
         return TelemetrySource(self.pipeline, self._supervisor_stats, cfg.interval)
 
     def _supervisor_stats(self) -> dict[str, float]:
         return {"restarts": float(self.supervisor.total_restarts)}
+
+    # -- the HTTP listener ---------------------------------------------------------
+
+    @staticmethod
+    def _open_listener(cfg: HttpConfig, source: str) -> Listener:
+        """Bind and read its files; a failure is a positioned config error."""
+        try:
+            listener = open_listener(cfg)
+        except ListenerError as exc:
+            raise ConfigError([issue_at(source, exc.key, str(exc))]) from None
+        warning = exposure_warning(cfg)
+        if warning:
+            log.warning("http_listener_exposed", problem=warning,
+                        hint="set http.tls and http.basic_auth, or listen on 127.0.0.1")
+        return listener
+
+    def _view(self) -> LiveView:
+        def counters() -> list[Any]:
+            http = self.http
+            return listener_families(http.status(), dict(http.requests)) if http else []
+
+        def help_for(metric: str) -> str | None:
+            from pharosd.alerting.summary import metric_help
+            from pharosd.pipeline.telemetry import HELP
+
+            return HELP.get(metric) or metric_help(metric)
+
+        return LiveView(self.latest, state=self.state, alerts=self.evaluator.open_alerts,
+                        ready=self.collector.first_collection.is_set,
+                        healthy=lambda: not self._gave_up, help_for=help_for,
+                        refresh=lambda: float(self.loaded.config.http.refresh),
+                        counters=counters)
+
+    def _prepare_http(self, cfg: HttpConfig, source: str) -> Listener | None:
+        """Open what a reload needs before the swap: a new listener when the address
+        changed, or the files of the same one; None when the listener goes or stays."""
+        running = self.http
+        if not cfg.enabled:
+            return None
+        if running is not None and running.cfg == cfg:
+            return None
+        if running is not None and running.cfg.listen == cfg.listen:
+            try:
+                listener = open_listener(cfg, sock=running.listening_socket)
+            except ListenerError as exc:
+                raise ConfigError([issue_at(source, exc.key, str(exc))]) from None
+            return listener
+        return self._open_listener(cfg, source)
+
+    def _swap_http(self, cfg: HttpConfig, prepared: Listener | None) -> None:
+        running = self.http
+        if running is not None and (not cfg.enabled or
+                                    (prepared is not None and prepared.sock is not
+                                     running.listening_socket)):
+            self.supervisor.stop(running.name, timeout=2.0)
+            running.close()
+            self.http = None
+            log.info("http_stopped", listen=running.cfg.listen)
+        if prepared is None:
+            return
+        if self.http is not None:
+            self.http.reconfigure(prepared)
+            log.info("http_reconfigured", listen=cfg.listen)
+            return
+        self.http = HttpWorker(prepared, self._view())
+        self._supervise(self.http)
 
     # -- running -----------------------------------------------------------
 
@@ -218,12 +297,15 @@ class Daemon:
         self._sync_uplink_workers()
         self._supervise(self.collector)
         self._supervise(self.control)
+        if self.http is not None:
+            self._supervise(self.http)
         log.info("daemon_started", version=__version__, config=self.loaded.source,
                  host=self.host, state_dir=self.state_dir, pid=os.getpid(),
                  statistics=len(self.loaded.config.statistics),
                  probes=len(self.loaded.config.probes),
                  thresholds=len(self.loaded.config.thresholds),
-                 sinks=len(self.sinks), uplink=self.pipeline.enabled)
+                 sinks=len(self.sinks), uplink=self.pipeline.enabled,
+                 http=self.loaded.config.http.listen)
 
     def add_worker(self, worker: Worker) -> None:
         """Supervise one more worker (between ``start`` and ``serve``)."""
@@ -264,6 +346,7 @@ class Daemon:
             try:
                 self.supervisor.check()
             except SupervisorGaveUp as exc:
+                self._gave_up = True
                 log.critical("supervisor_gave_up", error=str(exc))
                 self.notifier.status(f"gave up: {exc}")
                 return self._shutdown(EXIT_GAVE_UP)
@@ -289,6 +372,8 @@ class Daemon:
         for slot in self.sinks.values():
             slot.worker.close()
         self.pipeline.close()
+        if self.http is not None:
+            self.http.close()
         # A clean stop is news; any other exit code is the reason systemd restarts us.
         (log.info if code == EXIT_OK else log.error)("daemon_stopped", exit_code=code)
         return code
@@ -325,6 +410,7 @@ class Daemon:
         # Build everything that can fail before touching the running daemon.
         new_sinks = {s.name: s for s in cfg.sinks}
         built: dict[str, SinkWorker] = {}
+        http: Listener | None = None
         try:
             for name, sink_cfg in new_sinks.items():
                 slot = self.sinks.get(name)
@@ -332,12 +418,16 @@ class Daemon:
                     built[name] = self._sink_worker(sink_cfg)
             sources = build_sources(cfg)
             thresholds = all_thresholds(cfg)
+            http = self._prepare_http(cfg.http, new.source)
             if old.uplink != cfg.uplink or old.buffer != cfg.buffer or old.spill != cfg.spill:
                 # Raises before changing anything when a secret file is unreadable.
                 self.pipeline.reconfigure(cfg)
         except BaseException:
             for worker in built.values():
                 worker.close()
+            if http is not None and (self.http is None
+                                     or http.sock is not self.http.listening_socket):
+                http.close()
             raise
         self.notifier.reloading()
         # Swap: the notifier hands events to the new workers before the old ones close.
@@ -355,7 +445,8 @@ class Daemon:
             self._supervise(worker)
         self.evaluator.reconfigure(thresholds, cfg)
         self._sync_uplink_workers()
-        if self.pipeline.enabled:
+        self._swap_http(cfg.http, http)
+        if self.pipeline.enabled or cfg.http.enabled:
             sources.append(self._telemetry(cfg))
         self.collector.reconfigure(sources)
         self.supervisor.max_restarts = cfg.supervisor.max_restarts
@@ -390,6 +481,7 @@ class Daemon:
             "sinks": [{"name": n, **s.worker.status()} for n, s in list(self.sinks.items())],
             "collector": self.collector.status(),
             "pipeline": self.pipeline.status() if self.pipeline.enabled else None,
+            "http": self.http.status() if self.http is not None else None,
         }
 
     def _alerts_with_holds(self) -> list[dict[str, Any]]:

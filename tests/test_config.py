@@ -436,7 +436,7 @@ def test_duplicate_keys_anywhere():
         "pharos.yaml:9:5: thresholds[0]: duplicate key 'name' (first at line 5)",
         "pharos.yaml:10:1: unknown key 'nonsense' (known keys: interval, soak, cool, level, "
         "host, state_dir, statistics, probes, thresholds, sinks, maintenance, buffer, spill, "
-        "uplink, supervisor, plugin_dirs)",
+        "uplink, supervisor, http, plugin_dirs)",
         "pharos.yaml:12:3: nonsense: duplicate key 'x' (first at line 11)",
     ]
 

@@ -218,9 +218,20 @@ class Evaluator:
                     "value": s.value,
                     "limit": s.limit,
                     "fingerprint": inst.fingerprint,
+                    "summary": self._open_summary(slot.rule, inst),
                 })
         out.sort(key=lambda a: (a["rule"], sorted(a["labels"].items())))
         return out
+
+    @staticmethod
+    def _open_summary(rule: Rule, inst: _Instance) -> str | None:
+        """What the alert says now (its age is shown beside it, so no "for 5m")."""
+        s = inst.state
+        if s.level is None:
+            return None
+        t = Transition("firing", s.level, None, s.value, s.limit,
+                       s.started_at if s.started_at is not None else 0.0, 0.0)
+        return summarize(rule, t, inst.labels, inst.note)
 
     def counters(self) -> dict[str, int]:
         """Instances held and what was refused, forgotten or resolved as stale."""

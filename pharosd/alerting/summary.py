@@ -123,6 +123,33 @@ def metric_info(metric: str, labels: Labels = ()) -> MetricInfo:
     return MetricInfo(metric, "number")
 
 
+_UNIT_WORDS: Mapping[str, str] = {
+    "percent": ", in percent", "bytes": ", in bytes", "bytes_per_second": ", in bytes per second",
+    "per_second": ", per second", "seconds": ", in seconds", "count": "", "number": "",
+    "celsius": ", in degrees Celsius", "status": "",
+}
+
+
+def metric_help(metric: str) -> str | None:
+    """A one-line description of ``metric`` for ``# HELP``, or None when unknown.
+
+    ``disk.used_percent`` -> ``disk used, in percent (disk.used_percent, per mount)``.
+    """
+    info = CATALOGUE.get(metric)
+    if info is not None:
+        labels = _FIELD.findall(info.description)
+        text = " ".join(_FIELD.sub("", info.description).split())
+        per = f", per {', '.join(labels)}" if labels else ""
+        return f"{text}{_UNIT_WORDS[info.unit]} ({metric}{per})"
+    m = _PROBE_STATUS.match(metric)
+    if m is not None:
+        if m.group("what") == "status":
+            return (f"probe {m.group('name')} plugin status: 0 OK, 1 WARNING, 2 CRITICAL, "
+                    f"3 UNKNOWN")
+        return f"probe {m.group('name')} alert state: 0 ok, 1 warning, 2 critical"
+    return None
+
+
 # -- numbers ------------------------------------------------------------------
 
 

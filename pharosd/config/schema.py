@@ -2,10 +2,10 @@
 
 Each family owns the shapes of its section (``pharosd.statistics.config``,
 ``pharosd.probes.config``, ``pharosd.alerting.config``, ``pharosd.sinks.config``,
-``pharosd.pipeline.config``); this module only assembles them into ``Config``
-with the top-level defaults, the supervisor's limits and the checks that span
-sections. ``pharosd.config.loader`` turns a YAML document into these classes
-generically, from the type hints:
+``pharosd.pipeline.config``, ``pharosd.http.config``); this module only
+assembles them into ``Config`` with the top-level defaults, the supervisor's
+limits and the checks that span sections. ``pharosd.config.loader`` turns a
+YAML document into these classes generically, from the type hints:
 
 * ``Duration`` / ``Size`` parse ``30s`` / ``512MiB``; ``Literal[...]`` is an
   enum; ``tuple[X, ...]`` a YAML list; ``FrozenDict[X]`` a YAML mapping;
@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 
 from pharosd.alerting.config import MaintenanceConfig, ThresholdConfig
 from pharosd.errors import PluginError
+from pharosd.http.config import HttpConfig
 from pharosd.model import Level
 from pharosd.pipeline.config import BufferConfig, SpillConfig, UplinkConfig
 from pharosd.probes.config import ProbeConfig, reserved_threshold_issues
@@ -71,6 +72,7 @@ class Config:
     spill: SpillConfig = field(default_factory=SpillConfig)
     uplink: UplinkConfig = field(default_factory=UplinkConfig)
     supervisor: SupervisorConfig = field(default_factory=SupervisorConfig)
+    http: HttpConfig = field(default_factory=HttpConfig)
     plugin_dirs: tuple[str, ...] = ()   # appended to the import path for `python:` statistics
 
     def check(self) -> list[tuple[str, str]]:

@@ -167,6 +167,9 @@ def _auth_issues(c: WebhookSinkConfig | AlertmanagerSinkConfig) -> list[tuple[st
         issues.append(("timeout", f"expected a duration above 0, got {c.timeout:g}s"))
     if c.key_file is not None and c.cert_file is None:
         issues.append(("cert_file", "expected cert_file with key_file"))
+    if c.insecure and c.ca_file is not None:
+        issues.append(("insecure", "expected either 'ca_file' or 'insecure: true', not both "
+                                   "(insecure would ignore the CA file)"))
     return issues
 
 
