@@ -259,3 +259,14 @@ def test_dump_prints_the_effective_config_without_secrets(tmp_path):
     merged = load_config(str(plain), environ={}).config
     again = parse_config(r.stdout, "dump.yaml", environ={})
     assert again == dataclasses.replace(merged, include=())
+
+
+def test_plugin_dirs_belong_to_the_main_file(tmp_path):
+    main = tree(tmp_path, **{"60_plugins.yaml": """\
+        plugin_dirs: [/srv/plugins]
+        """})
+    bad = tmp_path / "pharos.d" / "60-plugins.yaml"
+    assert problems(main) == [
+        f"{bad}:1:1: plugin_dirs: 'plugin_dirs' belongs to the main file: a drop-in holds only "
+        "statistics, probes, thresholds, sinks, maintenance",
+    ]

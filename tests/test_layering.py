@@ -34,7 +34,7 @@ FAMILIES = {"statistics", "probes", "alerting", "sinks", "pipeline", "collection
             "http"}
 DAEMON_MODULES = {"pharosd.daemon", "pharosd.supervisor", "pharosd.slots", "pharosd.notify",
                   "pharosd.faults", "pharosd.testrules"}
-CLI_MODULES = {"pharosd.cli", "pharosd.__main__"}
+CLI_MODULES = {"pharosd.cli", "pharosd.__main__", "pharosd.api"}
 
 
 def module_name(path: Path) -> str:

@@ -38,6 +38,7 @@ from pharosd.config.schema import Config
 from pharosd.errors import ConfigError, ConfigIssue
 
 MAX_DROP_INS = 1000
+MAIN_FILE_LISTS = frozenset({"include", "plugin_dirs"})
 _ITEM = re.compile(r"([a-z_]+)\[(\d+)\]")
 _STR_TAG = "tag:yaml.org,2002:str"
 _SEQ_TAG = "tag:yaml.org,2002:seq"
@@ -57,9 +58,13 @@ class Tree:
 
 
 def list_keys() -> tuple[str, ...]:
-    """The top-level keys a drop-in may hold: every list of ``Config`` but ``include``."""
+    """The top-level keys a drop-in may hold: every list of ``Config`` but the main file's own.
+
+    ``include`` (included files do not include) and ``plugin_dirs`` (the import path is
+    the main file's to set) are lists that stay in the main file.
+    """
     return tuple(name for name, f in fields_of(Config).items()
-                 if f.accepts.sequence is not None and name != "include")
+                 if f.accepts.sequence is not None and name not in MAIN_FILE_LISTS)
 
 
 def read_text(path: str) -> str:
