@@ -57,12 +57,13 @@ from pharosd.alerting.machine import (
 )
 from pharosd.alerting.rules import Rule, compile_rules
 from pharosd.alerting.snapshot import orphan_resolved, read_instances, state_to_dict
-from pharosd.alerting.summary import format_duration, summarize
+from pharosd.alerting.summary import summarize
 from pharosd.model import (
     NO_LABELS,
     AlertEvent,
     Sample,
 )
+from pharosd.units import format_duration
 
 STATE_VERSION = 1
 MIN_STALE = 600.0           # seconds; see the module docstring
@@ -224,9 +225,20 @@ class Evaluator:
                     "value": s.value,
                     "limit": s.limit,
                     "fingerprint": inst.fingerprint,
+                    "summary": self._open_summary(slot.rule, inst),
                 })
         out.sort(key=lambda a: (a["rule"], sorted(a["labels"].items())))
         return out
+
+    @staticmethod
+    def _open_summary(rule: Rule, inst: Instance) -> str | None:
+        """What the alert says now (its age is shown beside it, so no "for 5m")."""
+        s = inst.state
+        if s.level is None:
+            return None
+        t = Transition("firing", s.level, None, s.value, s.limit,
+                       s.started_at if s.started_at is not None else 0.0, 0.0)
+        return summarize(rule, t, inst.labels, inst.series.note)
 
     def counters(self) -> dict[str, int]:
         """Instances held and what was refused, forgotten or resolved as stale."""
@@ -455,7 +467,7 @@ class Evaluator:
     def _forget(self, slot: Slot, inst: Instance, now: float, wall: float,
                 events: list[AlertEvent]) -> None:
         if inst.state.open:
-            reason = f"no data for {format_duration(now - inst.series.last_seen)}"
+            reason = f"no data for {format_duration(now - inst.series.last_seen, coarse=True)}"
             events.append(self._forced_resolve(slot, inst, now, wall, reason))
             self._counters["stale_resolved"] += 1
         del slot.instances[inst.labels]

@@ -37,8 +37,8 @@ from typing import Any, Literal
 from pharosd.alerting.maintenance import Schedule
 from pharosd.alerting.routing import Route
 from pharosd.alerting.silences import SilenceBook
-from pharosd.alerting.summary import format_duration
 from pharosd.model import AlertEvent, Labels, new_event_id
+from pharosd.units import format_duration
 
 STATE_VERSION = 1
 
@@ -209,6 +209,6 @@ class Notifier:
         return out
 
     def _reminder(self, event: AlertEvent, now: float) -> AlertEvent:
-        since = format_duration(max(0.0, now - event.started_at))
+        since = format_duration(now - event.started_at, coarse=True)
         return replace(event, id=self._ids(), at=now, reminder=True,
                        summary=f"{event.summary} (reminder: firing for {since})")

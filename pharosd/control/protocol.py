@@ -121,6 +121,8 @@ def answer(request: bytes, state: StateFn, commands: Mapping[str, Command] | Non
         req = json.loads(request.decode("utf-8"))
     except (UnicodeDecodeError, ValueError) as exc:
         return {"ok": False, "error": f"expected one JSON object per line: {exc}"}
+    except RecursionError:      # [[[[...]]]] thousands deep: the parser recurses
+        return {"ok": False, "error": "expected one JSON object per line: nested too deeply"}
     if not isinstance(req, dict):
         return {"ok": False, "error": f"expected a JSON object, got {type(req).__name__}"}
     cmd = req.get("cmd")

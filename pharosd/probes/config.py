@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
+from pharosd.redact import redact_url
 from pharosd.types import Duration, FrozenDict, Size
 
 # A probe name becomes part of metric names (``probe.<name>.state``) and of the
@@ -98,9 +99,16 @@ class ExecProbeConfig:
         elif not self.command[0].startswith("/"):
             issues.append(("command", "expected an absolute path as the program, got "
                                       f"{self.command[0]!r}"))
-        for key in self.env:
+        for i, arg in enumerate(self.command):
+            # execve() takes C strings: a NUL would fail every run, so refuse it here.
+            # The argument is not shown: it may come from ${ENV} and be a secret.
+            if "\0" in arg:
+                issues.append((f"command[{i}]", "expected no NUL byte (\\0) in an argument"))
+        for key, value in self.env.items():
             if not key or "=" in key or "\0" in key:
                 issues.append(("env", f"expected environment variable names, got {key!r}"))
+            elif "\0" in value:   # the value is not shown: it may be a secret
+                issues.append((f"env.{key}", "expected no NUL byte (\\0) in the value"))
         return issues
 
 
@@ -132,7 +140,8 @@ class HttpProbeConfig:
         issues = _common_issues(self.name, self.every, self.timeout, self.soak, self.cool)
         parts = urlsplit(self.url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
-            issues.append(("url", f"expected an http:// or https:// URL, got {self.url!r}"))
+            issues.append(("url", "expected an http:// or https:// URL, got "
+                           f"{redact_url(self.url)!r}"))
         for code in self.status:
             if not 100 <= code <= 599:
                 issues.append(("status", f"expected HTTP status codes 100..599, got {code}"))

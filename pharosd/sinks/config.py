@@ -17,6 +17,7 @@ from typing import Literal, Protocol
 from urllib.parse import urlsplit
 
 from pharosd.model import Level
+from pharosd.redact import redact_url
 from pharosd.types import Duration, FrozenDict, Size
 
 Facility = Literal[
@@ -141,7 +142,7 @@ class SyslogSinkConfig:
 def _http_issues(url: str, key: str) -> list[tuple[str, str]]:
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.netloc:
-        return [(key, f"expected an http:// or https:// URL, got {url!r}")]
+        return [(key, f"expected an http:// or https:// URL, got {redact_url(url)!r}")]
     return []
 
 
@@ -167,6 +168,9 @@ def _auth_issues(c: WebhookSinkConfig | AlertmanagerSinkConfig) -> list[tuple[st
         issues.append(("timeout", f"expected a duration above 0, got {c.timeout:g}s"))
     if c.key_file is not None and c.cert_file is None:
         issues.append(("cert_file", "expected cert_file with key_file"))
+    if c.insecure and c.ca_file is not None:
+        issues.append(("insecure", "expected either 'ca_file' or 'insecure: true', not both "
+                                   "(insecure would ignore the CA file)"))
     return issues
 
 
