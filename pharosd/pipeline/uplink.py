@@ -2,9 +2,10 @@
 
 ``Lane.step(now)`` runs on the uplink worker thread and never blocks on
 the network: a request (encode, compress, POST through the lane's
-``Transport``) is handed to its ``Launcher`` (a short-lived daemon thread in
-production, see ``transport``) and the worker looks at it on its next
-step. The settings come from ``receiver.resolve_settings``; the wait after
+``Transport``) is handed to its ``Launcher`` (the lane's one sender thread in
+production, see ``connection``) and the worker looks at it on its next
+step; a request past the receiver's ``timeout`` is ended (``abort``). The
+settings come from ``receiver.resolve_settings``; the wait after
 a failure is a ``pharosd.backoff.Backoff`` (``min_backoff`` doubling to
 ``max_backoff``, a ``Retry-After`` honoured up to ``max_backoff``). What a
 step does, in order:
@@ -43,6 +44,7 @@ from pharosd.errors import UplinkError, describe_error
 from pharosd.pipeline import compression
 from pharosd.pipeline.batch import Batch, SeriesKey
 from pharosd.pipeline.buffer import HotBuffer
+from pharosd.pipeline.connection import ConnectionTransport, SerialLauncher
 from pharosd.pipeline.delivery import Delivery
 from pharosd.pipeline.receiver import ReceiverSettings
 from pharosd.pipeline.remote_write import (
@@ -53,7 +55,7 @@ from pharosd.pipeline.remote_write import (
     reject_reason,
 )
 from pharosd.pipeline.spill import Spill
-from pharosd.pipeline.transport import HttpTransport, Launcher, ThreadLauncher, Transport
+from pharosd.pipeline.transport import Launcher, Transport
 
 log = structlog.get_logger(__name__)
 
@@ -77,6 +79,7 @@ class _Request:
         self.error: str | None = None
         self.encode_error: str | None = None
         self.retry_after: float | None = None
+        self.aborted = False
         self._args = (settings, labels, transport, wake)
 
     def run(self) -> None:
@@ -121,8 +124,8 @@ class Lane:
         self._clock = clock
         self._wake = wake
         self._labels = LabelCache(settings.external_labels)
-        self._transport: Transport = transport or HttpTransport(clock)
-        self._launcher: Launcher = launcher or ThreadLauncher()
+        self._transport: Transport = transport or ConnectionTransport(clock)
+        self._launcher: Launcher = launcher or SerialLauncher()
         self._backoff = Backoff(settings.min_backoff, settings.max_backoff)
         self._req: _Request | None = None
         self._delivery: Delivery | None = None
@@ -178,6 +181,11 @@ class Lane:
         req = self._req
         if req is not None:
             if not req.done.is_set():
+                if now - req.started > s.timeout and not req.aborted:
+                    req.aborted = True      # the whole-request deadline: end it
+                    abort = getattr(self._transport, "abort", None)
+                    if callable(abort):
+                        abort()
                 if now - req.started > s.flush:
                     self._spill_hot(now, keep=0)
                 elif len(self.buffer) > s.max_pending:
