@@ -19,7 +19,8 @@ step does, in order:
    go to the spill;
 4. no request outstanding and not backing off: continue the delivery, or
    start the next one. Live data (the hot buffer, when it holds a full
-   batch or ``flush`` has passed) and replay (the oldest spilled batch)
+   batch or ``flush`` has passed) and replay (the oldest spilled rows, up to
+   ``replay_size(batch)`` samples: 25 times ``batch``, at most 100,000)
    take turns, one request each, so live data keeps flowing during a
    catch-up and replay gets every request live data does not need.
 
@@ -63,6 +64,8 @@ DROP_REASONS = ("buffer_full", "spill_full", "spill_expired", "spill_failed", "t
                 "out_of_order", "duplicate", "too_large", "rejected", "encode_error",
                 "corrupt")
 _LOG_EVERY = 60.0        # seconds between repeated warnings of one kind
+REPLAY_FACTOR = 25       # a replay request carries up to this many times ``batch`` samples
+REPLAY_MAX = 100_000     # ... and at most this many (a 413 halves it, see ``delivery``)
 
 
 class _Request:
@@ -219,7 +222,7 @@ class Lane:
         if replay and (self._replay_turn or not live):
             self._replay_turn = False
             try:
-                got = self._spill.oldest(self.name, s.batch)
+                got = self._spill.oldest(self.name, replay_size(s.batch))
             except UplinkError:
                 got = None
             if got is not None:
@@ -397,3 +400,8 @@ class Lane:
             "requests": self.requests,
             "failures": self.failures,
         }
+
+
+def replay_size(batch: int) -> int:
+    """Samples in one replay request: larger than live ones, to drain a spill fast."""
+    return max(batch, min(batch * REPLAY_FACTOR, REPLAY_MAX))
