@@ -15,6 +15,7 @@ definition did not change.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import queue
 import signal
@@ -80,6 +81,12 @@ class _SinkSlot:
 def all_thresholds(config: Config) -> list[ThresholdConfig]:
     """The configured thresholds plus one status threshold per probe."""
     return [*config.thresholds, *status_thresholds(config.probes)]
+
+
+def delivery_part(cfg: SinkConfig) -> SinkConfig:
+    """A sink's config without what only the notifier reads (``filter``, ``repeat``):
+    a reload that changes only those keeps the sink's worker, outbox and counters."""
+    return dataclasses.replace(cfg, filter=None, repeat=None)
 
 
 def routes(config: Config) -> list[Route]:
@@ -380,7 +387,7 @@ class Daemon:
         try:
             for name, sink_cfg in new_sinks.items():
                 slot = self.sinks.get(name)
-                if slot is None or slot.cfg != sink_cfg:
+                if slot is None or delivery_part(slot.cfg) != delivery_part(sink_cfg):
                     built[name] = self._sink_worker(sink_cfg)
             sources = build_sources(cfg)
             thresholds = all_thresholds(cfg)
@@ -402,11 +409,15 @@ class Daemon:
             del self.sinks[name]
         for name, worker in built.items():
             self.sinks[name] = _SinkSlot(new_sinks[name], worker)
+        for name, slot in self.sinks.items():
+            slot.cfg = new_sinks[name]              # a filter or repeat that changed
         self.alerts_out.reconfigure(routes(cfg), schedule(cfg.maintenance, self.environ),
                                     self._submitters())
         for name, slot in old_slots.items():
             self.supervisor.stop(name, timeout=2.0)
             slot.worker.close()
+            if name in built:    # the same sink, rebuilt: its counts go on
+                built[name].carry_over(slot.worker)
         for worker in built.values():
             self._supervise(worker)
         self.evaluator.reconfigure(thresholds, cfg)
