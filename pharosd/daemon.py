@@ -149,7 +149,8 @@ class Daemon:
         self.bus.subscribe("notifier", self.alerts_out.publish)
         self.evaluator = EvaluatorWorker(
             Evaluator(all_thresholds(cfg), cfg, self.host), self.bus,
-            state_path=os.path.join(self.state_dir, "alert-state.json"))
+            state_path=os.path.join(self.state_dir, "alert-state.json"),
+            reconcile=self.alerts_out.reconcile)
         self.pipeline = Pipeline(cfg, state_dir=self.state_dir, host=self.host)
         sources = build_sources(cfg)
         if self.pipeline.enabled or cfg.http.enabled:

@@ -133,3 +133,34 @@ def test_delivered_counts_agree_everywhere_across_reloads(tmp_path, daemons):
     assert wait_until(lambda: len(read_events(alerts)) == 2, 15), d.log()
     assert [e["status"] for e in read_events(alerts)] == ["firing", "resolved"]
     assert set(agreed(tmp_path, port, 2).values()) == {(2, 0)}
+
+
+def test_lost_alert_state_resolves_what_the_notifier_still_tracks(tmp_path, daemons):
+    """alert-state.json lost while pharosd was down, the probe recovered meanwhile: the
+    evaluator has no open alert, so the notifier closes its own record (a resolved to
+    the sink that had the firing) instead of reminding of it for ever."""
+    setup(tmp_path, bad=True)
+    port = free_port()
+    alerts = tmp_path / "alerts.jsonl"
+    text = config(tmp_path, port, sink_extra=", repeat: 1s")
+    d = start(daemons, tmp_path, text)
+    assert wait_until(lambda: any(e.get("reminder") for e in read_events(alerts)), 15), d.log()
+    d.signal(signal.SIGTERM)
+    assert d.proc.wait(10) == 0
+    state = tmp_path / "state"
+    assert json.loads((state / "notifier-state.json").read_text())["alerts"]
+    (state / "alert-state.json").unlink()
+    flag(tmp_path, bad=False)
+    before = read_events(alerts)
+    d2 = start(daemons, tmp_path, text)
+    assert wait_until(lambda: len(read_events(alerts)) > len(before), 15), d2.log()
+    assert d2.wait_log("alert_reconciled"), d2.log()
+    closing = read_events(alerts)[len(before)]
+    assert closing["status"] == "resolved"
+    assert closing["fingerprint"] == before[0]["fingerprint"]
+    assert "no longer evaluated" in closing["summary"]
+    # The notifier forgot it (saved), so no reminder can follow.
+    assert wait_until(lambda: json.loads(
+        (state / "notifier-state.json").read_text())["alerts"] == [], 10)
+    assert query_status(sock(tmp_path), 5.0)["notifier"]["reconciled"] == 1
+    assert read_events(alerts)[len(before):] == [closing]
