@@ -227,7 +227,7 @@ class Daemon:
 
             return HELP.get(metric) or metric_help(metric)
 
-        return LiveView(self.latest, state=self.state, alerts=self.evaluator.open_alerts,
+        return LiveView(self.latest, state=self.state, alerts=self._alerts_with_holds,
                         ready=self.collector.first_collection.is_set,
                         healthy=lambda: not self._gave_up, help_for=help_for,
                         refresh=lambda: float(self.loaded.config.http.refresh),

@@ -116,6 +116,16 @@ def agreed(tmp: Path, port: int, delivered: int) -> dict[str, tuple[int, int]]:
     return seen
 
 
+def documented_status_keys() -> set[str]:
+    """The keys of ``pharosd status --json`` in docs/operations.md's table."""
+    doc = (Path(__file__).parent.parent / "docs" / "operations.md").read_text()
+    table = doc.split("`pharosd status --json` (and", 1)[1].split("\n\n", 2)[1]
+    keys: set[str] = set()
+    for row in table.splitlines()[2:]:
+        keys |= set(re.findall(r"`(\w+)`", row.split("|")[1]))
+    return keys
+
+
 def test_delivered_counts_agree_everywhere_across_reloads(tmp_path, daemons):
     setup(tmp_path, bad=True)
     port = free_port()
@@ -123,6 +133,10 @@ def test_delivered_counts_agree_everywhere_across_reloads(tmp_path, daemons):
     d = start(daemons, tmp_path, config(tmp_path, port))
     assert wait_until(lambda: read_events(alerts), 15), d.log()
     assert set(agreed(tmp_path, port, 1).values()) == {(1, 0)}
+    state = query_status(sock(tmp_path), 5.0)
+    assert set(state) == documented_status_keys()
+    assert set(state["notifier"]) == {"held", "filtered", "reminders", "duplicates",
+                                      "reconciled"}
     # A reload that changes only what the notifier reads (repeat, filter) keeps the sink.
     reload(d, config(tmp_path, port, sink_extra=", repeat: 1h, filter: {levels: [critical]}"))
     assert set(agreed(tmp_path, port, 1).values()) == {(1, 0)}
