@@ -1,8 +1,12 @@
 """The daemon: builds the workers from a config, supervises them, talks to systemd.
 
-The main thread runs ``Daemon.run``: signal handlers only enqueue the
-signal number; the loop drains that queue (SIGTERM/SIGINT stop, SIGHUP
-reloads and reopens files), lets the supervisor restart crashed workers,
+``pharosd run`` and ``pharosd.api`` share one path: ``start()`` builds and
+starts every worker, ``serve()`` runs the supervisor's loop until a stop. The
+main-thread parts are options: ``signals`` (handlers that only enqueue the
+signal number) and ``sd_notify``; without them ``serve()`` may run on any
+thread, and ``request_stop()`` ends it. The loop drains the queue
+(SIGTERM/SIGINT or ``request_stop()`` stop, SIGHUP reloads and reopens
+files), lets the supervisor restart crashed workers,
 sends ``READY=1`` after the first collection and ``WATCHDOG=1`` at half the
 watchdog interval while every worker's heartbeat is fresh.
 
@@ -20,7 +24,7 @@ import os
 import queue
 import signal
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -70,6 +74,7 @@ EXIT_OK = 0
 EXIT_CONFIG = 1
 EXIT_GAVE_UP = 70
 STOP_TIMEOUT = 4.0
+STOP_REQUEST = 0          # queued by request_stop(); never a signal number
 
 
 @dataclass
@@ -100,18 +105,24 @@ def schedule(windows: tuple[MaintenanceConfig, ...], environ: Mapping[str, str])
 
 
 def build_sources(config: Config) -> list[Source]:
-    sources: list[Source] = [build_statistic(s, config.interval) for s in config.statistics]
+    sources: list[Source] = [build_statistic(s, config.interval, plugin_dirs=config.plugin_dirs)
+                             for s in config.statistics]
     sources += [build_probe(p, config.interval) for p in config.probes]
     return sources
 
 
 class Daemon:
     def __init__(self, loaded: LoadedConfig, *, config_path: str | None,
-                 environ: Mapping[str, str] | None = None) -> None:
+                 environ: Mapping[str, str] | None = None, signals: bool = True,
+                 sd_notify: bool = True,
+                 reload_config: Callable[[], LoadedConfig] | None = None) -> None:
         self.environ = dict(os.environ if environ is None else environ)
         self.loaded = loaded
         self.config_path = config_path
-        self.notifier = Notifier(self.environ)
+        self._reload_config = reload_config or (   # the file again, or the embedder's
+            lambda: load_config(self.config_path, environ=self.environ))
+        self.signals = signals
+        self.notifier = Notifier(self.environ if sd_notify else {})
         self._signals: queue.SimpleQueue[int] = queue.SimpleQueue()
         self._faults = faults.parse(self.environ)
         cfg = loaded.config
@@ -273,12 +284,19 @@ class Daemon:
         self._signals.put(signum)
 
     def run(self) -> int:
+        """``pharosd run``: start, then serve on this (the main) thread."""
         try:
-            self._build()
+            self.start()
         except PharosError as exc:
             log.error("startup_failed", error=str(exc))
             return EXIT_CONFIG
-        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        return self.serve()
+
+    def start(self) -> None:
+        """Build every worker and start it; raises ``PharosError`` when a part cannot
+        be built. Workers added with ``add_worker`` before ``serve`` are supervised too."""
+        self._build()
+        for signum in self._handled_signals():
             signal.signal(signum, self._on_signal)
         for slot in self.sinks.values():
             self._supervise(slot.worker)
@@ -296,11 +314,25 @@ class Daemon:
                  thresholds=len(self.loaded.config.thresholds),
                  sinks=len(self.sinks), uplink=self.pipeline.enabled,
                  http=self.loaded.config.http.listen)
+
+    def add_worker(self, worker: Worker) -> None:
+        """Supervise one more worker (between ``start`` and ``serve``)."""
+        self._supervise(worker)
+
+    def request_stop(self) -> None:
+        """Ask ``serve`` to shut down (from any thread); it returns 0."""
+        self._signals.put(STOP_REQUEST)
+
+    def serve(self) -> int:
+        """The supervisor's loop until a stop; returns the exit code."""
         try:
             return self._loop()
         finally:
-            for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            for signum in self._handled_signals():
                 signal.signal(signum, signal.SIG_DFL)
+
+    def _handled_signals(self) -> tuple[int, ...]:
+        return (signal.SIGTERM, signal.SIGINT, signal.SIGHUP) if self.signals else ()
 
     def _loop(self) -> int:
         wd = self.notifier.watchdog_interval
@@ -311,6 +343,9 @@ class Daemon:
                 signum: int | None = self._signals.get(timeout=timeout)
             except queue.Empty:
                 signum = None
+            if signum == STOP_REQUEST:
+                log.info("stop_requested", by="request_stop")
+                return self._shutdown(EXIT_OK)
             if signum in (signal.SIGTERM, signal.SIGINT):
                 log.info("stop_requested", signal=signal.Signals(signum).name)
                 return self._shutdown(EXIT_OK)
@@ -357,10 +392,9 @@ class Daemon:
         """SIGHUP: reopen files; re-read the config and apply it if valid."""
         for slot in self.sinks.values():
             slot.worker.reopen()
-        source = self.config_path
         log.info("reload_requested", config=self.loaded.source)
         try:
-            new = load_config(source, environ=self.environ)
+            new = self._reload_config()
             self._apply(new)
         except PharosError as exc:
             errors = ([str(i) for i in exc.issues] if isinstance(exc, ConfigError)
@@ -372,7 +406,8 @@ class Daemon:
             return False
         self.reload_state = {"ok": True, "at": time.time(), "errors": []}
         self.notifier.ready(self.status_line())
-        log.info("reload_done", config=new.source, digest=new.digest[:12])
+        log.info("reload_done", config=new.source, digest=new.digest[:12],
+                 drop_ins=max(0, len(new.files) - 1))
         return True
 
     def _apply(self, new: LoadedConfig) -> None:
@@ -451,7 +486,7 @@ class Daemon:
             "started_at": self.started_at,
             "host": self.host,
             "config": {"source": self.loaded.source, "loaded_at": self.loaded.loaded_at,
-                       "digest": self.loaded.digest},
+                       "digest": self.loaded.digest, "files": list(self.loaded.files)},
             "reload": dict(self.reload_state),
             "workers": self.supervisor.status(),
             "alerts": self._alerts_with_holds(),

@@ -8,6 +8,7 @@
     ├── DeliveryError            a sink could not deliver an alert event
     │   └── PermanentDeliveryError   retrying cannot help (a 4xx, a bad payload)
     ├── ProbeError               a probe or statistic could not be collected
+    ├── PluginError              a Python statistic's class cannot be imported or used
     ├── UplinkError              the remote_write receiver refused or is unreachable
     ├── SilenceError             a silence cannot be added or expired as asked
     └── SupervisorGaveUp         workers crashed too often (exit 70)
@@ -73,6 +74,10 @@ class PermanentDeliveryError(DeliveryError):
 
 class ProbeError(PharosError):
     """A statistic or probe could not be collected."""
+
+
+class PluginError(PharosError):
+    """A Python statistic's class cannot be imported, or is not a class with collect()."""
 
 
 class UplinkError(PharosError):

@@ -32,8 +32,8 @@ LEAVES = {"pharosd", "pharosd.model", "pharosd.types", "pharosd.units", "pharosd
 FAMILIES = {"statistics", "probes", "alerting", "sinks", "pipeline", "collection", "control",
             "http"}
 DAEMON_MODULES = {"pharosd.daemon", "pharosd.supervisor", "pharosd.slots", "pharosd.notify",
-                  "pharosd.faults"}
-CLI_MODULES = {"pharosd.cli", "pharosd.__main__"}
+                  "pharosd.faults", "pharosd.testrules"}
+CLI_MODULES = {"pharosd.cli", "pharosd.__main__", "pharosd.api"}
 
 
 def module_name(path: Path) -> str:
