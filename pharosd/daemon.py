@@ -19,7 +19,6 @@ definition did not change.
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import queue
 import signal
@@ -59,7 +58,7 @@ from pharosd.model import labels_of
 from pharosd.notify import Notifier
 from pharosd.pipeline.worker import Pipeline
 from pharosd.probes.factory import build_probe, status_thresholds
-from pharosd.sinks.config import SinkConfig
+from pharosd.sinks.config import SinkConfig, delivery_part
 from pharosd.sinks.factory import build_sink
 from pharosd.sinks.outbox import outbox_path
 from pharosd.sinks.worker import SinkWorker
@@ -86,12 +85,6 @@ class _SinkSlot:
 def all_thresholds(config: Config) -> list[ThresholdConfig]:
     """The configured thresholds plus one status threshold per probe."""
     return [*config.thresholds, *status_thresholds(config.probes)]
-
-
-def delivery_part(cfg: SinkConfig) -> SinkConfig:
-    """A sink's config without what only the notifier reads (``filter``, ``repeat``):
-    a reload that changes only those keeps the sink's worker, outbox and counters."""
-    return dataclasses.replace(cfg, filter=None, repeat=None)
 
 
 def routes(config: Config) -> list[Route]:
