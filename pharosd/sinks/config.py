@@ -12,7 +12,7 @@ whitespace stripped); never both. docs/sinks.md documents every key.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal, Protocol
 from urllib.parse import urlsplit
 
@@ -351,6 +351,12 @@ class ExecSinkConfig:
 
 SinkConfig = (FileSinkConfig | LogSinkConfig | SyslogSinkConfig | WebhookSinkConfig
               | AlertmanagerSinkConfig | EmailSinkConfig | ExecSinkConfig)
+
+
+def delivery_part(cfg: SinkConfig) -> SinkConfig:
+    """A sink's config without what only the notifier reads (``filter``, ``repeat``):
+    a reload that changes only those keeps the sink's worker, outbox and counters."""
+    return replace(cfg, filter=None, repeat=None)
 
 
 class SinkSettings(Protocol):

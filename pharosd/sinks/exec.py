@@ -4,9 +4,10 @@ The command runs from an argv list (never a shell), with ``cwd=/``, in a
 session and process group of its own, with the event's JSON object (one
 line) on stdin and a small environment: ``PATH``, ``LANG=C.UTF-8``, the
 sink's ``env``, then ``PHAROS_RULE``, ``PHAROS_STATUS``, ``PHAROS_LEVEL``,
-``PHAROS_FINGERPRINT`` and ``PHAROS_EVENT_ID`` (pharosd's own environment is
-not passed on). stdout is discarded; the first ``STDERR_CAP`` bytes of
-stderr are kept for the error message (the rest is read and dropped).
+``PHAROS_FINGERPRINT``, ``PHAROS_EVENT_ID`` and ``PHAROS_REMINDER`` (``true`` or
+``false``; pharosd's own environment is not passed on). stdout is discarded; the
+first ``STDERR_CAP`` bytes of stderr are kept for the error message (the rest is
+read and dropped).
 
 ``classify_exit`` is the pure rule: exit 0 is delivered; 75 (EX_TEMPFAIL)
 is a ``DeliveryError`` (retried); any other exit, or death by a signal, is a
@@ -40,7 +41,8 @@ STDERR_CAP = 1024                # bytes of stderr kept for the error message
 def event_env(event: AlertEvent, extra: Mapping[str, str]) -> dict[str, str]:
     env = base_env(extra)
     env.update(PHAROS_RULE=event.rule, PHAROS_STATUS=event.status, PHAROS_LEVEL=event.level,
-               PHAROS_FINGERPRINT=event.fingerprint, PHAROS_EVENT_ID=event.id)
+               PHAROS_FINGERPRINT=event.fingerprint, PHAROS_EVENT_ID=event.id,
+               PHAROS_REMINDER="true" if event.reminder else "false")
     return env
 
 
