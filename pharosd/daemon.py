@@ -29,12 +29,10 @@ from typing import Any
 import structlog
 
 from pharosd import __version__, faults
-from pharosd.alerting.config import MaintenanceConfig, ThresholdConfig
 from pharosd.alerting.dispatch import NotifierWorker
 from pharosd.alerting.evaluator import Evaluator
-from pharosd.alerting.maintenance import Schedule, Window, local_zone
-from pharosd.alerting.routing import Route, route_of
 from pharosd.alerting.worker import EvaluatorWorker
+from pharosd.assembly import all_thresholds, build_sources, routes, schedule
 from pharosd.bus import Bus
 from pharosd.clock import Clock, SystemClock
 from pharosd.collection.worker import Collector
@@ -57,13 +55,11 @@ from pharosd.http.worker import (
 from pharosd.model import labels_of
 from pharosd.notify import Notifier
 from pharosd.pipeline.worker import Pipeline
-from pharosd.probes.factory import build_probe, status_thresholds
-from pharosd.sinks.config import SinkConfig
+from pharosd.sinks.config import SinkConfig, delivery_part
 from pharosd.sinks.factory import build_sink
 from pharosd.sinks.outbox import outbox_path
 from pharosd.sinks.worker import SinkWorker
 from pharosd.source import Source
-from pharosd.statistics.factory import build_statistic
 from pharosd.supervisor import Supervisor
 from pharosd.worker import Worker
 
@@ -80,28 +76,6 @@ STOP_REQUEST = 0          # queued by request_stop(); never a signal number
 class _SinkSlot:
     cfg: SinkConfig
     worker: SinkWorker
-
-
-def all_thresholds(config: Config) -> list[ThresholdConfig]:
-    """The configured thresholds plus one status threshold per probe."""
-    return [*config.thresholds, *status_thresholds(config.probes)]
-
-
-def routes(config: Config) -> list[Route]:
-    return [route_of(s) for s in config.sinks]
-
-
-def schedule(windows: tuple[MaintenanceConfig, ...], environ: Mapping[str, str]) -> Schedule:
-    """The maintenance windows, read in the host's local time zone."""
-    return Schedule(tuple(Window.of(m.name, m.start, m.duration, m.days, m.rules, m.labels)
-                          for m in windows), local_zone(environ))
-
-
-def build_sources(config: Config) -> list[Source]:
-    sources: list[Source] = [build_statistic(s, config.interval, plugin_dirs=config.plugin_dirs)
-                             for s in config.statistics]
-    sources += [build_probe(p, config.interval) for p in config.probes]
-    return sources
 
 
 class Daemon:
@@ -156,7 +130,8 @@ class Daemon:
         self.bus.subscribe("notifier", self.alerts_out.publish)
         self.evaluator = EvaluatorWorker(
             Evaluator(all_thresholds(cfg), cfg, self.host), self.bus, clock=self.clock,
-            state_path=os.path.join(self.state_dir, "alert-state.json"))
+            state_path=os.path.join(self.state_dir, "alert-state.json"),
+            reconcile=self.alerts_out.reconcile)
         self.pipeline = Pipeline(cfg, state_dir=self.state_dir, host=self.host, clock=self.clock)
         sources = build_sources(cfg)
         if self.pipeline.enabled or cfg.http.enabled:
@@ -234,7 +209,7 @@ class Daemon:
 
             return HELP.get(metric) or metric_help(metric)
 
-        return LiveView(self.latest, state=self.state, alerts=self.evaluator.open_alerts,
+        return LiveView(self.latest, state=self.state, alerts=self._alerts_with_holds,
                         ready=self.collector.first_collection.is_set,
                         healthy=lambda: not self._gave_up, help_for=help_for,
                         refresh=lambda: float(self.loaded.config.http.refresh),
@@ -419,7 +394,7 @@ class Daemon:
         try:
             for name, sink_cfg in new_sinks.items():
                 slot = self.sinks.get(name)
-                if slot is None or slot.cfg != sink_cfg:
+                if slot is None or delivery_part(slot.cfg) != delivery_part(sink_cfg):
                     built[name] = self._sink_worker(sink_cfg)
             sources = build_sources(cfg)
             thresholds = all_thresholds(cfg)
@@ -441,11 +416,15 @@ class Daemon:
             del self.sinks[name]
         for name, worker in built.items():
             self.sinks[name] = _SinkSlot(new_sinks[name], worker)
+        for name, slot in self.sinks.items():
+            slot.cfg = new_sinks[name]              # a filter or repeat that changed
         self.alerts_out.reconfigure(routes(cfg), schedule(cfg.maintenance, self.environ),
                                     self._submitters())
         for name, slot in old_slots.items():
             self.supervisor.stop(name, timeout=2.0)
             slot.worker.close()
+            if name in built:    # the same sink, rebuilt: its counts go on
+                built[name].carry_over(slot.worker)
         for worker in built.values():
             self._supervise(worker)
         self.evaluator.reconfigure(thresholds, cfg)

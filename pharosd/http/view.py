@@ -12,7 +12,13 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from pharosd.clock import Clock, SystemClock
-from pharosd.http.exposition import Exposition, Family, alert_family, sample_families
+from pharosd.http.exposition import (
+    Exposition,
+    Family,
+    alert_family,
+    sample_families,
+    silenced_family,
+)
 from pharosd.http.page import probes_from, render_page
 from pharosd.http.store import LatestValues
 
@@ -41,7 +47,9 @@ class LiveView:
 
     def metrics(self) -> bytes:
         families = sample_families(self.store.snapshot(), self._help_for)
-        families.append(alert_family(self._alerts()))
+        alerts = self._alerts()
+        families.append(alert_family(alerts))
+        families.append(silenced_family(alerts))
         families.extend(self._counters())
         return self._exposition.render(families)
 

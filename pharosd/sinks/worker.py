@@ -174,6 +174,19 @@ class SinkWorker:
             "last_success": self.last_success,
         }
 
+    def carry_over(self, old: SinkWorker) -> None:
+        """A reload rebuilt this sink: take over the counts of the worker it replaces
+        (stopped and closed), so status and /metrics count per sink since the start."""
+        with self._lock:
+            self.delivered += old.delivered
+            self.retried += old.retried
+            self.outbox_write_failed += old.outbox_write_failed
+            self.dropped.update(old.dropped)
+            if self.last_error is None:
+                self.last_error = old.last_error
+            if self.last_success is None:
+                self.last_success = old.last_success
+
     def close(self) -> None:
         with self._lock:
             if self._closed:
