@@ -27,7 +27,6 @@ Defaults of the users: supervisor 0.5 s -> 30 s, no jitter; sinks
 
 from __future__ import annotations
 
-import email.utils
 import math
 import random
 import re
@@ -83,6 +82,8 @@ def parse_retry_after(value: str | None, now_wall: float) -> float | None:
     value = value.strip()
     if _SECONDS.fullmatch(value):
         return float(value)
+    import email.utils  # only for an HTTP date, rarely sent: not at start-up
+
     try:
         when = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError, IndexError):

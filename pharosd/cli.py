@@ -79,7 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
         "test-rules", parents=[common],
         help="run rule tests (input series, expected alerts) against a config's thresholds")
     rules.add_argument("files", nargs="+", metavar="FILE", help="rule-test file (YAML)")
-    from pharosd.control.silence import add_silence_arguments
+    from pharosd.control.silenceargs import add_silence_arguments
 
     add_silence_arguments(sub, common)
     return parser

@@ -24,7 +24,7 @@ import queue
 import signal
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
@@ -42,16 +42,7 @@ from pharosd.config.schema import Config
 from pharosd.control.protocol import Command, Peer, default_socket_path
 from pharosd.control.server import ControlServer
 from pharosd.errors import ConfigError, PharosError, SupervisorGaveUp
-from pharosd.http.config import HttpConfig
 from pharosd.http.store import LatestValues
-from pharosd.http.view import LiveView, listener_families
-from pharosd.http.worker import (
-    HttpWorker,
-    Listener,
-    ListenerError,
-    exposure_warning,
-    open_listener,
-)
 from pharosd.model import labels_of
 from pharosd.notify import Notifier
 from pharosd.pipeline.worker import Pipeline
@@ -62,6 +53,11 @@ from pharosd.sinks.worker import SinkWorker
 from pharosd.source import Source
 from pharosd.supervisor import Supervisor
 from pharosd.worker import Worker
+
+if TYPE_CHECKING:  # the listener's modules are imported only when http is on
+    from pharosd.http.config import HttpConfig
+    from pharosd.http.view import LiveView
+    from pharosd.http.worker import HttpWorker, Listener
 
 log = structlog.get_logger(__name__)
 
@@ -143,6 +139,8 @@ class Daemon:
                                      self.state, commands=self._commands(), clock=self.clock)
         self.bus.subscribe("watchers", self.control.publish)    # `pharosd watch`
         if cfg.http.enabled:
+            from pharosd.http.worker import HttpWorker
+
             self.http = HttpWorker(self._open_listener(cfg.http, self.loaded.source),
                                    self._view(), clock=self.clock)
 
@@ -188,6 +186,8 @@ class Daemon:
     @staticmethod
     def _open_listener(cfg: HttpConfig, source: str) -> Listener:
         """Bind and read its files; a failure is a positioned config error."""
+        from pharosd.http.worker import ListenerError, exposure_warning, open_listener
+
         try:
             listener = open_listener(cfg)
         except ListenerError as exc:
@@ -199,6 +199,8 @@ class Daemon:
         return listener
 
     def _view(self) -> LiveView:
+        from pharosd.http.view import LiveView, listener_families
+
         def counters() -> list[Any]:
             http = self.http
             return listener_families(http.status(), dict(http.requests)) if http else []
@@ -224,6 +226,8 @@ class Daemon:
         if running is not None and running.cfg == cfg:
             return None
         if running is not None and running.cfg.listen == cfg.listen:
+            from pharosd.http.worker import ListenerError, open_listener
+
             try:
                 listener = open_listener(cfg, sock=running.listening_socket)
             except ListenerError as exc:
@@ -246,6 +250,8 @@ class Daemon:
             self.http.reconfigure(prepared)
             log.info("http_reconfigured", listen=cfg.listen)
             return
+        from pharosd.http.worker import HttpWorker
+
         self.http = HttpWorker(prepared, self._view(), clock=self.clock)
         self._supervise(self.http)
 
