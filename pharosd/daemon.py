@@ -66,6 +66,7 @@ EXIT_CONFIG = 1
 EXIT_GAVE_UP = 70
 STOP_TIMEOUT = 4.0
 STOP_REQUEST = 0          # queued by request_stop(); never a signal number
+WAKE = -1                 # queued after the first collection: send READY=1 now
 
 
 @dataclass
@@ -134,7 +135,8 @@ class Daemon:
             sources.append(self._telemetry(cfg))
         # offer() is a no-op while no receiver is configured; a reload may add one.
         consumers = [self.evaluator.submit, self.pipeline.offer, self.latest.offer]
-        self.collector = Collector(sources, consumers, clock=self.clock)
+        self.collector = Collector(sources, consumers, clock=self.clock,
+                                   on_first_collection=lambda: self._signals.put(WAKE))
         self.control = ControlServer(default_socket_path(self.environ, self.state_dir),
                                      self.state, commands=self._commands(), clock=self.clock)
         self.bus.subscribe("watchers", self.control.publish)    # `pharosd watch`

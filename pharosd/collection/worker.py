@@ -140,7 +140,8 @@ class Collector:
     heartbeat_timeout = 30.0
 
     def __init__(self, sources: Sequence[Source], consumers: Sequence[Consumer],
-                 clock: Clock | None = None, max_blocking: int = MAX_BLOCKING) -> None:
+                 clock: Clock | None = None, max_blocking: int = MAX_BLOCKING,
+                 on_first_collection: Callable[[], None] | None = None) -> None:
         if max_blocking < 1:
             raise ValueError(f"max_blocking must be at least 1, got {max_blocking}")
         self._clock: Clock = clock if clock is not None else SystemClock()
@@ -152,6 +153,7 @@ class Collector:
         self._consumer_failures = 0
         self._running = 0          # blocking runs in flight, removed sources' included
         self.first_collection = threading.Event()
+        self._on_first_collection = on_first_collection
 
     # -- other threads -----------------------------------------------------
 
@@ -391,3 +393,5 @@ class Collector:
             ready = all(e.ran_once for e in self._entries if not e.source.blocking)
         if ready:
             self.first_collection.set()
+            if self._on_first_collection is not None:
+                self._on_first_collection()
