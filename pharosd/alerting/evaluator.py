@@ -384,7 +384,7 @@ class Evaluator:
             events.append(self._event(slot.rule, inst, t, wall))
 
     def _mark_active(self, slot: Slot, inst: Instance) -> None:
-        slot.active.add(inst.labels)
+        slot.active[inst.labels] = None
         self._busy.add(slot)
         if slot.group is not None:
             slot.instances[inst.labels] = inst
@@ -392,7 +392,7 @@ class Evaluator:
 
     def _mark_ok(self, slot: Slot, inst: Instance) -> None:
         """``inst`` is back in OK (a group member then holds nothing for it)."""
-        slot.active.discard(inst.labels)
+        slot.active.pop(inst.labels, None)
         if not slot.active:
             self._busy.discard(slot)
         if slot.group is not None:
