@@ -18,6 +18,7 @@ import dataclasses
 import difflib
 import math
 import re
+import sys
 import types
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -206,10 +207,13 @@ def scalar_expected(t: Any) -> str:
 def convert(t: Any, text: str, bounds: tuple[float | None, float | None]) -> Any:
     """Text -> a value of scalar type ``t``, or raise ``Mismatch``."""
     if t is str:
-        return text
+        # A copy, interned: repeated texts (metric names) are kept once, and the
+        # YAML tree's strings die with the tree, so its memory can go back after a load.
+        return sys.intern(text.encode("utf-8", "surrogatepass").decode("utf-8", "surrogatepass"))
     if get_origin(t) is Literal:
-        if text in get_args(t):
-            return text
+        for v in get_args(t):
+            if v == text:
+                return v
         close = difflib.get_close_matches(text, [str(v) for v in get_args(t)], n=1)
         raise Mismatch(scalar_expected(t), f", did you mean {close[0]!r}?" if close else "")
     if t is bool:
