@@ -28,6 +28,7 @@ import structlog
 from pharosd import __version__, faults
 from pharosd.alerting.config import ThresholdConfig
 from pharosd.alerting.evaluator import Evaluator
+from pharosd.alerting.rules import compile_rules
 from pharosd.alerting.worker import EvaluatorWorker
 from pharosd.bus import Bus
 from pharosd.collection.worker import Collector
@@ -72,6 +73,12 @@ def build_sources(config: Config) -> list[Source]:
     sources: list[Source] = [build_statistic(s, config.interval) for s in config.statistics]
     sources += [build_probe(p, config.interval) for p in config.probes]
     return sources
+
+
+def describe(exc: BaseException) -> str:
+    """An unexpected exception in one line: its type and its first 300 characters."""
+    text = str(exc)
+    return f"{type(exc).__name__}: {text[:300]}" if text else type(exc).__name__
 
 
 class Daemon:
@@ -229,9 +236,15 @@ class Daemon:
         try:
             new = load_config(source, environ=self.environ)
             self._apply(new)
-        except PharosError as exc:
-            errors = ([str(i) for i in exc.issues] if isinstance(exc, ConfigError)
-                      else [str(exc)])
+        except Exception as exc:    # whatever it is, the running config stays
+            if isinstance(exc, ConfigError):
+                errors = [str(i) for i in exc.issues]
+            elif isinstance(exc, PharosError):
+                errors = [str(exc)]
+            else:
+                errors = [f"{self.loaded.source}: the new config could not be applied: "
+                          f"{describe(exc)}"]
+                log.error("reload_crashed", error=describe(exc), exc_info=True)
             for err in errors:
                 log.error("reload_failed", error=err)
             self.reload_state = {"ok": False, "at": time.time(), "errors": errors}
@@ -258,6 +271,7 @@ class Daemon:
                     built[name] = self._sink_worker(sink_cfg)
             sources = build_sources(cfg)
             thresholds = all_thresholds(cfg)
+            compile_rules(thresholds, cfg)   # fails here, not on the evaluator's thread
             if old.uplink != cfg.uplink or old.buffer != cfg.buffer or old.spill != cfg.spill:
                 # Raises before changing anything when a secret file is unreadable.
                 self.pipeline.reconfigure(cfg)
@@ -271,7 +285,7 @@ class Daemon:
             if name not in new_sinks or name in built:
                 slot = self.sinks.pop(name)
                 self.bus.unsubscribe(slot.handle)
-                self.supervisor.stop(name, timeout=2.0)
+                self.supervisor.stop(slot.worker.name, timeout=2.0)
                 slot.worker.close()
         for name, worker in built.items():
             handle = self.bus.subscribe(name, worker.submit)

@@ -28,6 +28,7 @@ LEAF, FAMILY, CONFIG, DAEMON, CLI = range(5)
 LAYER_NAMES = ("leaf", "family", "config", "daemon", "cli")
 LEAVES = {"pharosd", "pharosd.model", "pharosd.types", "pharosd.units", "pharosd.errors",
           "pharosd.clock", "pharosd.worker", "pharosd.source", "pharosd.bus", "pharosd.logs"}
+LEAVES |= {"pharosd.redact"}
 FAMILIES = {"statistics", "probes", "alerting", "sinks", "pipeline", "collection", "control"}
 DAEMON_MODULES = {"pharosd.daemon", "pharosd.supervisor", "pharosd.slots", "pharosd.notify",
                   "pharosd.faults"}

@@ -1,13 +1,25 @@
 """Config shapes of the thresholds: limits, levels, windows, soak and cool.
 
 ``ThresholdConfig`` is one entry of the ``thresholds:`` list; docs/alerting.md
-documents every key. ``None`` in ``level``/``soak``/``cool`` means "inherit
-the top-level default": ``AlertDefaults`` is what the alerting code needs of
-the top-level config to resolve them (the assembled ``Config`` satisfies it).
+documents every key. ``match`` globs and the ``summary`` template are checked
+here, at load: a ``summary`` is a ``str.format`` template over text fields
+(``PLACEHOLDERS`` and the label names); ``template_issue`` refuses what can
+never render (positional or nested fields, attribute and index access,
+conversions other than ``!s``/``!r``, a width over ``MAX_WIDTH``) and renders
+the rest against a sample, so a bad format spec is a ``check-config`` error,
+not an evaluator crash. Label names are known only at run time: an unknown
+one renders empty here (at run time the generated summary stands in).
+
+``None`` in ``level``/``soak``/``cool`` means "inherit the top-level
+default": ``AlertDefaults`` is what the alerting code needs of the top-level
+config to resolve them (the assembled ``Config`` satisfies it).
 """
 
 from __future__ import annotations
 
+import fnmatch
+import re
+import string
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
@@ -63,7 +75,25 @@ class ThresholdConfig:
             return [("", "expected exactly one of 'above' or 'below'")]
         if isinstance(self.above or self.below, LevelLimits) and self.level is not None:
             return [("level", "expected no 'level' when the limit names its levels")]
-        return []
+        issues: list[tuple[str, str]] = []
+        for label, pattern in self.match.items():
+            problem = glob_issue(pattern)
+            if problem:
+                issues.append((f"match.{label}", problem))
+        if self.summary is not None:
+            problem = template_issue(self.summary)
+            if problem:
+                issues.append(("summary", problem))
+        return issues
+
+
+def glob_issue(pattern: str) -> str | None:
+    """Why a ``match`` glob cannot be compiled, or None."""
+    try:
+        re.compile(fnmatch.translate(pattern))
+    except (re.error, RecursionError, OverflowError, MemoryError) as e:
+        return f"expected a glob pattern, got {len(pattern)} characters that do not compile ({e})"
+    return None
 
 
 class Polled(Protocol):
@@ -98,3 +128,52 @@ class AlertDefaults(Protocol):
 
     @property
     def level(self) -> Level: ...
+
+
+# -- summary templates -----------------------------------------------------------
+
+PLACEHOLDERS = ("rule", "metric", "value", "limit", "level", "previous_level", "op",
+                "note", "labels", "status", "duration", "reason")
+"""Template placeholders besides the label names (which lose to these)."""
+
+MAX_WIDTH = 1000            # the largest width or precision a format spec may ask for
+MAX_RENDERED = 4096         # characters of a rendered summary kept (longer is cut)
+_NUMBERS = re.compile(r"\d+")
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+class _Sample(dict[str, str]):
+    """Every placeholder a short text; a name the sample lacks (a label) renders empty."""
+
+    def __missing__(self, key: str) -> str:
+        return ""
+
+
+def template_issue(template: str) -> str | None:
+    """Why ``template`` cannot render, or None when it can."""
+    try:
+        parts = list(string.Formatter().parse(template))
+    except ValueError as e:
+        return f"expected a format template, got {_short(template)} ({e})"
+    for _, name, spec, conversion in parts:
+        if name is None:
+            continue
+        if not _NAME.fullmatch(name):
+            return (f"expected placeholders like {{value}} or {{mount}} (a name), "
+                    f"got {{{name}}} in {_short(template)}")
+        if conversion not in (None, "s", "r"):
+            return f"expected no conversion or !s or !r, got !{conversion} in {{{name}}}"
+        if spec and "{" in spec:
+            return f"expected no nested placeholder in the format of {{{name}}}"
+        if spec and any(len(n) > 6 or int(n) > MAX_WIDTH for n in _NUMBERS.findall(spec)):
+            return f"expected a width of at most {MAX_WIDTH} in {{{name}:{spec}}}"
+    sample = _Sample({p: p for p in PLACEHOLDERS})
+    try:
+        template.format_map(sample)
+    except Exception as e:   # a bad spec for a text field, for instance {value:.1f}
+        return f"expected a template that renders, got {_short(template)} ({e})"
+    return None
+
+
+def _short(text: str, limit: int = 80) -> str:
+    return repr(text) if len(text) <= limit else repr(text[:limit]) + f"... ({len(text)} chars)"

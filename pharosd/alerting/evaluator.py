@@ -19,6 +19,10 @@ a second, ``reconfigure`` applies a reloaded config. Times are passed in:
   its alert is open (firing or resolving), a ``resolved`` event saying
   "no data for ..." is emitted first; a pending breach is dropped silently.
   Until then, timers run on the last known observation.
+* Each rule is evaluated on its own: an exception in one (a bug, a summary that
+  cannot be made) is counted (``rule_errors``), kept for ``drain_errors`` and
+  costs no other rule its events. An alert's state advances only together with
+  the events of that step.
 * ``reconfigure`` keeps the state of every rule whose ``rule_id`` is
   unchanged (pending, firing and resolving alike, windows too) and emits
   ``resolved`` for each open alert of a rule that was removed or changed; a
@@ -27,6 +31,7 @@ a second, ``reconfigure`` applies a reloaded config. Times are passed in:
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -49,6 +54,7 @@ STATE_VERSION = 1
 MIN_STALE = 600.0           # seconds; see the module docstring
 GC_EVERY = 60.0             # seconds between scans for forgotten instances
 MAX_INSTANCES = 10_000      # label sets per rule
+MAX_ERRORS = 64             # rule failures kept for the worker to log
 _MATCH_CACHE = 4096         # label sets remembered per rule (matching or not)
 
 
@@ -104,7 +110,8 @@ class Evaluator:
         self._now: tuple[float, float] | None = None
         self._last_gc: float | None = None
         self._counters = {"instances_refused": 0, "instances_forgotten": 0,
-                          "stale_resolved": 0}
+                          "stale_resolved": 0, "rule_errors": 0}
+        self._errors: deque[tuple[str, str]] = deque(maxlen=MAX_ERRORS)
         self._install(compile_rules(thresholds, defaults), defaults)
 
     # -- the four verbs ------------------------------------------------------
@@ -120,28 +127,34 @@ class Evaluator:
             if not slots:
                 continue
             for slot in slots:
-                inst = slot.instances.get(sample.labels)
-                if inst is None:
-                    if not slot.accepts(sample.labels):
-                        continue
-                    if len(slot.instances) >= self.max_instances:
-                        self._counters["instances_refused"] += 1
-                        continue
-                    inst = slot.instances[sample.labels] = _Instance(
-                        slot.rule, sample.labels, now_mono)
-                else:
-                    inst.gap = now_mono - inst.last_seen
-                    inst.last_seen = now_mono
-                inst.note = sample.note
-                obs: Observation | None
-                if inst.window is not None:
-                    inst.window.add(now_mono, sample.value)
-                    agg = inst.window.value(now_mono)
-                    obs = None if agg is None else slot.rule.observe(agg)
-                else:
-                    obs = slot.rule.observe(sample.value)
-                self._step(slot, inst, obs, now_mono, now_wall, events)
+                try:
+                    self._observe_one(slot, sample, now_mono, now_wall, events)
+                except Exception as e:    # one rule's fault never costs another its events
+                    self._rule_failed(slot, e)
         return events
+
+    def _observe_one(self, slot: _Slot, sample: Sample, now_mono: float, now_wall: float,
+                     events: list[AlertEvent]) -> None:
+        inst = slot.instances.get(sample.labels)
+        if inst is None:
+            if not slot.accepts(sample.labels):
+                return
+            if len(slot.instances) >= self.max_instances:
+                self._counters["instances_refused"] += 1
+                return
+            inst = slot.instances[sample.labels] = _Instance(slot.rule, sample.labels, now_mono)
+        else:
+            inst.gap = now_mono - inst.last_seen
+            inst.last_seen = now_mono
+        inst.note = sample.note
+        obs: Observation | None
+        if inst.window is not None:
+            inst.window.add(now_mono, sample.value)
+            agg = inst.window.value(now_mono)
+            obs = None if agg is None else slot.rule.observe(agg)
+        else:
+            obs = slot.rule.observe(sample.value)
+        self._step(slot, inst, obs, now_mono, now_wall, events)
 
     def tick(self, now_mono: float, now_wall: float) -> list[AlertEvent]:
         """Advance soak and cool timers with no new sample; forget stale instances."""
@@ -150,10 +163,13 @@ class Evaluator:
         for slot in self._slots.values():
             for labels in list(slot.active):
                 inst = slot.instances[labels]
-                if now_mono - inst.last_seen > self._stale_after(slot.rule, inst):
-                    self._forget(slot, inst, now_mono, now_wall, events)
-                else:
-                    self._step(slot, inst, None, now_mono, now_wall, events)
+                try:
+                    if now_mono - inst.last_seen > self._stale_after(slot.rule, inst):
+                        self._forget(slot, inst, now_mono, now_wall, events)
+                    else:
+                        self._step(slot, inst, None, now_mono, now_wall, events)
+                except Exception as e:
+                    self._rule_failed(slot, e)
         if self._last_gc is None or now_mono - self._last_gc >= GC_EVERY:
             self._last_gc = now_mono
             self._collect(now_mono)
@@ -297,21 +313,36 @@ class Evaluator:
     def _step(self, slot: _Slot, inst: _Instance, obs: Observation | None, now: float,
               wall: float, events: list[AlertEvent]) -> None:
         state, transitions = slot.machine.step(inst.state, obs, now, wall)
+        # The events first: if one cannot be made, the state does not advance either.
+        made = [self._event(slot.rule, inst, t, wall) for t in transitions]
         inst.state = state
         if state.phase is Phase.OK:
             slot.active.discard(inst.labels)
         else:
             slot.active.add(inst.labels)
-        for t in transitions:
-            events.append(self._event(slot.rule, inst, t, wall))
+        events.extend(made)
+
+    def _rule_failed(self, slot: _Slot, e: Exception) -> None:
+        self._counters["rule_errors"] += 1
+        self._errors.append((slot.rule.name, f"{type(e).__name__}: {str(e)[:200]}"))
+
+    def drain_errors(self) -> list[tuple[str, str]]:
+        """``(rule, error)`` of each rule evaluation that failed since the last call
+        (at most ``MAX_ERRORS`` kept; ``counters()["rule_errors"]`` counts them all)."""
+        out = list(self._errors)
+        self._errors.clear()
+        return out
 
     def _event(self, rule: Rule, inst: _Instance, t: Transition, wall: float,
                reason: str | None = None) -> AlertEvent:
+        try:
+            summary = summarize(rule, t, inst.labels, inst.note, reason)
+        except Exception:       # the event matters more than its wording
+            summary = f"{rule.name} {t.status}" + (f": {reason}" if reason else "")
         return AlertEvent(
             status=t.status, rule=rule.name, level=t.level, metric=rule.metric,
             labels=inst.labels, value=t.value, limit=t.limit, op=rule.op, host=self.host,
-            started_at=t.started_at, at=wall,
-            summary=summarize(rule, t, inst.labels, inst.note, reason),
+            started_at=t.started_at, at=wall, summary=summary,
             fingerprint=inst.fingerprint, previous_level=t.previous_level,
         )
 

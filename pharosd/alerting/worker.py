@@ -8,11 +8,12 @@ stalled evaluator never stalls sampling. Once a second it ticks the
 evaluator so soak and cool elapse even when no sample arrives.
 Reconfiguration is posted to the same thread, so state is never shared.
 
-With a ``state_path``, open and pending alerts are saved there (atomically,
-after every batch of events, every ``SAVE_EVERY`` seconds, and on stop) and
-restored when the worker first runs, so a restart neither re-fires an alert
-that is already firing nor forgets one: soak and cool go on from where they
-were, not counting the time the daemon was down.
+With a ``state_path``, open and pending alerts are saved there (atomically
+and durably: the file and its directory are fsynced; mode 0640) after every
+batch of events, every ``SAVE_EVERY`` seconds, and on stop, and restored
+when the worker first runs, so a restart neither re-fires an alert that is
+already firing nor forgets one: soak and cool go on from where they were,
+not counting the time the daemon was down.
 """
 
 from __future__ import annotations
@@ -34,6 +35,8 @@ from pharosd.model import AlertEvent, Sample
 from pharosd.worker import WorkerContext
 
 log = structlog.get_logger(__name__)
+
+STATE_MODE = 0o640          # state files: alert texts and values are not for everyone
 
 TICK = 1.0
 SAVE_EVERY = 10.0
@@ -103,11 +106,8 @@ class EvaluatorWorker:
         data = self._evaluator.export_state(self._clock.monotonic())
         if data == self._saved and not data["rules"]:
             return
-        tmp = f"{self._state_path}.tmp"
         try:
-            with open(tmp, "w", encoding="utf-8") as f:
-                json.dump(data, f)
-            os.replace(tmp, self._state_path)
+            write_atomically(self._state_path, json.dumps(data).encode())
         except OSError as exc:
             log.warning("alert_state_save_failed", path=self._state_path, error=str(exc))
             return
@@ -152,6 +152,9 @@ class EvaluatorWorker:
                 if now >= next_tick:
                     events += self._evaluator.tick(now, wall)
                     next_tick = now + TICK
+                failures = self._evaluator.drain_errors()
+            for rule, error in failures:
+                log.error("rule_failed", rule=rule, error=error)
             # Events reach the sinks' outboxes first, then the state is saved: a
             # crash in between re-fires (at least once), never loses an alert.
             self._publish(events)
@@ -159,3 +162,25 @@ class EvaluatorWorker:
                 with self._lock:
                     self._save()
                 next_save = now + SAVE_EVERY
+
+
+def write_atomically(path: str, data: bytes, mode: int = STATE_MODE) -> None:
+    """Replace ``path`` with ``data`` so that a crash or power cut leaves the old file or
+    the new one: write a temporary file (``mode``), fsync it, rename it over ``path``,
+    fsync the directory. Raises ``OSError``."""
+    tmp = f"{path}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, mode)
+    try:
+        os.fchmod(fd, mode)          # an old file of another mode, or the umask
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+    dfd = os.open(os.path.dirname(os.path.abspath(path)), os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(dfd)
+    finally:
+        os.close(dfd)
