@@ -6,6 +6,11 @@ reloads and reopens files), lets the supervisor restart crashed workers,
 sends ``READY=1`` after the first collection and ``WATCHDOG=1`` at half the
 watchdog interval while every worker's heartbeat is fresh.
 
+Nothing that can heal is fatal: a state directory, spill or outbox that
+cannot be written at start (read-only, full, not a directory) is logged,
+shown in ``status`` (``problems``) and ``STATUS=``, and retried; alerts go
+on through the sinks, samples and events wait in memory (bounded).
+
 A reload builds every new part first and swaps only when all of them
 built: a config that does not parse, or a sink that cannot be built, is
 logged error by error, shown in ``STATUS=`` and leaves the old config
@@ -100,6 +105,8 @@ class Daemon:
         self.reload_state: dict[str, Any] = {"ok": True, "at": None, "errors": []}
         self.ready = False
         self._uplink_names: set[str] = set()
+        self.state_dir_error: str | None = None
+        self._next_state_check = 0.0
 
     # -- building ----------------------------------------------------------
 
@@ -112,7 +119,7 @@ class Daemon:
 
     def _build(self) -> None:
         cfg = self.loaded.config
-        os.makedirs(self.state_dir, mode=0o750, exist_ok=True)
+        self._check_state_dir()
         for sink_cfg in cfg.sinks:
             worker = self._sink_worker(sink_cfg)
             handle = self.bus.subscribe(sink_cfg.name, worker.submit)
@@ -129,6 +136,37 @@ class Daemon:
         self.collector = Collector(sources, consumers)
         self.control = ControlServer(default_socket_path(self.environ, self.state_dir),
                                      self.state)
+
+    def _check_state_dir(self) -> None:
+        """Create the state directory; one that cannot be made is no reason not to run
+        (the outboxes, the spill and the alert state each retry and say so)."""
+        try:
+            os.makedirs(self.state_dir, mode=0o750, exist_ok=True)
+            if not os.access(self.state_dir, os.W_OK):
+                raise PermissionError(f"{self.state_dir} is not writable")
+        except OSError as e:
+            error = e.strerror or str(e)
+            if self.state_dir_error is None:
+                log.error("state_dir_unavailable", path=self.state_dir, error=error,
+                          note="running without durable state until it can be written")
+            self.state_dir_error = error
+            return
+        if self.state_dir_error is not None:
+            log.info("state_dir_recovered", path=self.state_dir)
+        self.state_dir_error = None
+
+    def problems(self) -> list[str]:
+        """What is degraded now and heals by itself once fixed (``status``, STATUS=)."""
+        out: list[str] = []
+        if self.state_dir_error is not None:
+            out.append(f"state_dir {self.state_dir}: {self.state_dir_error}")
+        if self.pipeline.enabled and self.pipeline.spill_error is not None:
+            out.append(f"spill: {self.pipeline.spill_error} (samples kept in memory)")
+        for name, slot in list(self.sinks.items()):
+            st = slot.worker.outbox_state()
+            if st is not None:
+                out.append(f"sink {name}: outbox {st} (events kept in memory)")
+        return out
 
     def _sync_uplink_workers(self) -> None:
         """Start the uplink's workers when a reload turned it on; stop them when off."""
@@ -200,6 +238,9 @@ class Daemon:
                 log.critical("supervisor_gave_up", error=str(exc))
                 self.notifier.status(f"gave up: {exc}")
                 return self._shutdown(EXIT_GAVE_UP)
+            if self.state_dir_error is not None and time.monotonic() >= self._next_state_check:
+                self._next_state_check = time.monotonic() + 10.0
+                self._check_state_dir()
             if not self.ready and self.collector.first_collection.is_set():
                 self.ready = True
                 self.notifier.ready(self.status_line())
@@ -309,8 +350,10 @@ class Daemon:
                     f"running previous config: {errs[0] if errs else ''}")[:400]
         alerts = self.evaluator.open_alerts()
         firing = sum(1 for a in alerts if a.get("status") in ("firing", "resolving"))
-        return (f"ok: {len(self.supervisor.names())} workers, {firing} alerts firing, "
-                f"config {self.loaded.source}")
+        problems = self.problems()
+        head = f"degraded: {problems[0]}; " if problems else "ok: "
+        return (f"{head}{len(self.supervisor.names())} workers, {firing} alerts firing, "
+                f"config {self.loaded.source}")[:400]
 
     def state(self) -> dict[str, Any]:
         """What ``pharosd status`` shows (called on the control worker's thread)."""
@@ -322,6 +365,7 @@ class Daemon:
             "config": {"source": self.loaded.source, "loaded_at": self.loaded.loaded_at,
                        "digest": self.loaded.digest},
             "reload": dict(self.reload_state),
+            "problems": self.problems(),
             "workers": self.supervisor.status(),
             "alerts": self.evaluator.open_alerts(),
             "sinks": [{"name": n, **s.worker.status()} for n, s in list(self.sinks.items())],

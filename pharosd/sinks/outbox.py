@@ -8,6 +8,10 @@ Commits use ``synchronous=FULL``: a committed event also survives a power
 cut. The queue is bounded (``max_rows``): when full, the oldest row is
 dropped and counted.
 
+A file that is not a readable database (``is_corrupt``) is moved aside
+(``quarantine``: ``<name>.db.corrupt-<time>``, logged) and a fresh one
+started. Files are created mode 0640.
+
 This class is not thread-safe on its own; ``SinkWorker`` serialises access
 with its lock. Errors are ``sqlite3.Error`` (the worker falls back to memory).
 """
@@ -19,9 +23,16 @@ import json
 import os
 import re
 import sqlite3
+import time
 from dataclasses import dataclass
 
+import structlog
+
 from pharosd.model import AlertEvent
+
+log = structlog.get_logger(__name__)
+
+FILE_MODE = 0o640
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
@@ -53,6 +64,24 @@ def outbox_path(state_dir: str, sink_name: str) -> str:
     return os.path.join(state_dir, "outbox", safe + ".db")
 
 
+def is_corrupt(e: BaseException) -> bool:
+    """True when SQLite says the file itself is damaged or not a database (not a full
+    disk, a lock or a read-only file: those heal without losing the file)."""
+    healable = sqlite3.OperationalError | sqlite3.IntegrityError | sqlite3.ProgrammingError
+    return isinstance(e, sqlite3.DatabaseError) and not isinstance(e, healable)
+
+
+def quarantine(path: str, name: str) -> str:
+    """Move a damaged database (and its -wal, -shm) aside as ``<path>.corrupt-<time>``."""
+    aside = f"{path}.corrupt-{int(time.time())}"
+    for suffix in ("", "-wal", "-shm"):
+        with contextlib.suppress(FileNotFoundError):
+            os.replace(path + suffix, aside + suffix)
+    log.error("outbox_corrupt", sink=name, path=path, moved_to=aside,
+              note="a fresh outbox is started; the events in the old file are not delivered")
+    return aside
+
+
 @dataclass(frozen=True)
 class Pending:
     """One queued event. ``seq`` is None for an event held in memory only."""
@@ -80,16 +109,34 @@ class Outbox:
         d = os.path.dirname(path)
         if d:
             os.makedirs(d, mode=0o750, exist_ok=True)
-        self._conn = sqlite3.connect(path, timeout=5.0, isolation_level=None,
-                                     check_same_thread=False)
         try:
-            self._conn.execute("PRAGMA journal_mode=WAL")
-            self._conn.execute("PRAGMA synchronous=FULL")
-            self._conn.executescript(_SCHEMA)
-            self._count = int(self._conn.execute("SELECT COUNT(*) FROM events").fetchone()[0])
+            self._conn, self._count = self._connect(path)
+        except sqlite3.DatabaseError as e:
+            if not is_corrupt(e):
+                raise
+            quarantine(path, os.path.basename(path))
+            self._conn, self._count = self._connect(path)
+
+    @staticmethod
+    def _connect(path: str) -> tuple[sqlite3.Connection, int]:
+        with contextlib.suppress(OSError):          # created 0640, not by the umask
+            os.close(os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, FILE_MODE))
+        conn = sqlite3.connect(path, timeout=5.0, isolation_level=None,
+                               check_same_thread=False)
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=FULL")
+            conn.executescript(_SCHEMA)
+            count = int(conn.execute("SELECT COUNT(*) FROM events").fetchone()[0])
+            check = conn.execute("PRAGMA quick_check(1)").fetchone()
+            if check is None or check[0] != "ok":
+                raise sqlite3.DatabaseError(f"quick_check: {check[0] if check else '?'}")
         except sqlite3.Error:
-            self._conn.close()
+            conn.close()
             raise
+        with contextlib.suppress(OSError):
+            os.chmod(path, FILE_MODE)
+        return conn, count
 
     def __len__(self) -> int:
         return self._count

@@ -13,7 +13,9 @@ at error level and counted by reason in ``status()``.
 If the outbox cannot be written (disk full, broken file), the event is kept
 in a bounded in-memory queue instead (``outbox_write_failed`` is logged and
 counted) and still delivered; the memory queue is written back to the
-outbox, in order, once the outbox works again.
+outbox, in order, once the outbox works again (reopened every
+``REOPEN_EVERY`` seconds). A damaged database file is set aside as
+``<name>.db.corrupt-<time>`` and a fresh outbox started at once.
 
 The worker's supervisor name is ``sink:<name>`` (``WORKER_PREFIX``); logs and
 ``status()`` use the sink's own name.
@@ -40,14 +42,14 @@ from pharosd.errors import DeliveryError, PermanentDeliveryError
 from pharosd.model import AlertEvent
 from pharosd.sinks.base import Sink
 from pharosd.sinks.config import RetryConfig
-from pharosd.sinks.outbox import Outbox, Pending
+from pharosd.sinks.outbox import Outbox, Pending, is_corrupt, quarantine
 from pharosd.worker import WorkerContext
 
 log = structlog.get_logger(__name__)
 
 WORKER_PREFIX = "sink:"         # supervisor names of sink workers: sink:<name>
 MEMORY_CAPACITY = 1000          # events held in memory while the outbox is broken
-REOPEN_EVERY = 30.0             # seconds between attempts to reopen a broken outbox
+REOPEN_EVERY = 10.0             # seconds between attempts to reopen a broken outbox
 PERIODIC_EVERY = 1.0            # seconds between calls of sink.periodic
 RETRY_AFTER_CAP = 3600.0        # a receiver's Retry-After is honoured up to this
 _DONE_CAPACITY = 10_000
@@ -105,6 +107,7 @@ class SinkWorker:
         self._wake = threading.Event()
         self._outbox: Outbox | None = None
         self._outbox_broken = False
+        self._outbox_error: str | None = None
         self._next_open = 0.0
         self._memory: deque[Pending] = deque()
         self._done: set[str] = set()     # delivered, but the outbox delete failed
@@ -188,6 +191,13 @@ class SinkWorker:
             "last_error": self.last_error,
             "last_success": self.last_success,
         }
+
+    def outbox_state(self) -> str | None:
+        """None while the outbox works; else what is wrong with it."""
+        with self._lock:
+            if self._outbox is not None and not self._outbox_broken:
+                return None
+            return self._outbox_error or "not open"
 
     def close(self) -> None:
         with self._lock:
@@ -369,6 +379,8 @@ class SinkWorker:
                 log.error("outbox_write_failed", sink=self.sink_name, event_id=pending.id,
                           path=self._outbox_path, error=str(e))
                 self._outbox_broken = True
+                self._outbox_error = f"write failed: {e}"
+                self._quarantine_if_corrupt(e)
         else:
             self.outbox_write_failed += 1
             log.error("outbox_write_failed", sink=self.sink_name, event_id=pending.id,
@@ -407,7 +419,19 @@ class SinkWorker:
             log.info("outbox_recovered", sink=self.sink_name, path=self._outbox_path)
 
     def _outbox_failed(self, op: str, e: Exception) -> None:
+        self._outbox_error = f"{op} failed: {e}"
         if not self._outbox_broken:
             log.error("outbox_failed", sink=self.sink_name, op=op, path=self._outbox_path,
                       error=str(e))
         self._outbox_broken = True
+        self._quarantine_if_corrupt(e)
+
+    def _quarantine_if_corrupt(self, e: Exception) -> None:
+        """Under the lock: a damaged database file (not a full disk, not a lock) is set
+        aside and a fresh outbox opened at once; the events in memory go into it."""
+        if not is_corrupt(e) or self._outbox is None:
+            return
+        self._outbox.close()
+        self._outbox = None
+        quarantine(self._outbox_path, self.sink_name)
+        self._next_open = self._clock.monotonic()
