@@ -212,3 +212,25 @@ def test_a_rule_that_raises_costs_no_other_rule_and_does_not_advance(monkeypatch
     monkeypatch.setattr(evaluator_module, "AlertEvent", real)
     events = ev.observe([_sample("cpu.percent", 50.0)], 11.0, 1001.0)
     assert [(e.rule, e.status) for e in events] == [("bad", "firing")]
+
+
+def test_check_config_reports_a_missing_snappy_library_where_the_uplink_is(monkeypatch) -> None:
+    from pharosd.errors import UplinkError
+    from pharosd.pipeline import compression
+
+    def missing() -> compression.Codec:
+        raise UplinkError("remote_write needs snappy block compression: install ...")
+
+    monkeypatch.setattr(compression, "codec", missing)
+    text = "uplink:\n  remote_write:\n    - url: http://127.0.0.1:9/api/v1/write\n"
+    found = issues(text)
+    assert len(found) == 1 and POSITIONED.match(found[0])
+    assert found[0].startswith("pharos.yaml:3:5: uplink.remote_write: remote_write needs snappy")
+    parse_config("interval: 1s\n", "pharos.yaml", {})     # without an uplink: no need
+
+
+def test_the_python_package_depends_on_a_snappy_library() -> None:
+    import tomllib
+
+    meta = tomllib.loads((Path(__file__).resolve().parent.parent / "pyproject.toml").read_text())
+    assert any(d.startswith("cramjam") for d in meta["project"]["dependencies"])
