@@ -36,7 +36,6 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import structlog
 
@@ -56,6 +55,7 @@ from pharosd.pipeline.remote_write import (
     reject_reason,
 )
 from pharosd.pipeline.spill import Spill
+from pharosd.redact import redact_url, scrub, url_secrets
 
 log = structlog.get_logger(__name__)
 
@@ -91,13 +91,6 @@ class ReceiverSettings:
         return (self.url, self.verify, self.cert)
 
 
-def redact_url(url: str) -> str:
-    """The URL without user info or query (which may carry credentials)."""
-    p = urlsplit(url)
-    host = p.hostname or ""
-    if p.port:
-        host = f"{host}:{p.port}"
-    return urlunsplit((p.scheme, host, p.path, "", ""))
 
 
 def _read_secret(path: str, key: str) -> str:
@@ -211,7 +204,8 @@ class _Request:
             try:
                 self.status, self.body, self.retry_after = session.post(settings, body)
             except Exception as e:  # connection refused, timeout, TLS ...
-                self.error = f"{type(e).__name__}: {e}"
+                # requests quotes the URL (with its query) in its messages
+                self.error = scrub(f"{type(e).__name__}: {e}", url_secrets(settings.url))
         finally:
             self.done.set()
             wake.set()

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
+from pharosd.redact import redact_url
 from pharosd.types import Duration, FrozenDict, Size
 
 # A probe name becomes part of metric names (``probe.<name>.state``) and of the
@@ -139,7 +140,8 @@ class HttpProbeConfig:
         issues = _common_issues(self.name, self.every, self.timeout, self.soak, self.cool)
         parts = urlsplit(self.url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
-            issues.append(("url", f"expected an http:// or https:// URL, got {self.url!r}"))
+            issues.append(("url", "expected an http:// or https:// URL, "
+                                  f"got {redact_url(self.url)!r}"))
         for code in self.status:
             if not 100 <= code <= 599:
                 issues.append(("status", f"expected HTTP status codes 100..599, got {code}"))
