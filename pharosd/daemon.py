@@ -60,6 +60,7 @@ EXIT_OK = 0
 EXIT_CONFIG = 1
 EXIT_GAVE_UP = 70
 STOP_TIMEOUT = 4.0
+STATE_RETRY = 5.0           # seconds between attempts to create an unusable state_dir
 
 
 @dataclass
@@ -239,7 +240,7 @@ class Daemon:
                 self.notifier.status(f"gave up: {exc}")
                 return self._shutdown(EXIT_GAVE_UP)
             if self.state_dir_error is not None and time.monotonic() >= self._next_state_check:
-                self._next_state_check = time.monotonic() + 10.0
+                self._next_state_check = time.monotonic() + STATE_RETRY
                 self._check_state_dir()
             if not self.ready and self.collector.first_collection.is_set():
                 self.ready = True
@@ -272,6 +273,8 @@ class Daemon:
         """SIGHUP: reopen files; re-read the config and apply it if valid."""
         for slot in self.sinks.values():
             slot.worker.reopen()
+        self._check_state_dir()          # an operator who fixed the disk may say so with HUP
+        self.pipeline.retry_now()
         source = self.config_path
         log.info("reload_requested", config=self.loaded.source)
         try:

@@ -46,7 +46,7 @@ log = structlog.get_logger(__name__)
 
 SWEEP_EVERY = 1.0
 EXPIRE_EVERY = 10.0
-SPILL_RETRY = 10.0          # seconds between attempts to open a spill that would not open
+SPILL_RETRY = 5.0           # seconds between attempts to open a spill that would not open
 
 __all__ = ["Pipeline", "UplinkWorker"]
 
@@ -231,6 +231,11 @@ class Pipeline:
             self._registry.free(consumed)
         if n:
             log.debug("stale_markers", series=n)
+
+    def retry_now(self) -> None:
+        """SIGHUP: try a spill that would not open on the next step, not after the wait."""
+        self._next_spill_open = 0.0
+        self._wake.set()
 
     # -- control ---------------------------------------------------------------------
 

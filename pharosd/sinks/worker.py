@@ -49,7 +49,7 @@ log = structlog.get_logger(__name__)
 
 WORKER_PREFIX = "sink:"         # supervisor names of sink workers: sink:<name>
 MEMORY_CAPACITY = 1000          # events held in memory while the outbox is broken
-REOPEN_EVERY = 10.0             # seconds between attempts to reopen a broken outbox
+REOPEN_EVERY = 5.0              # seconds between attempts to reopen a broken outbox
 PERIODIC_EVERY = 1.0            # seconds between calls of sink.periodic
 RETRY_AFTER_CAP = 3600.0        # a receiver's Retry-After is honoured up to this
 _DONE_CAPACITY = 10_000
@@ -170,7 +170,11 @@ class SinkWorker:
     # -- control from other threads -------------------------------------------
 
     def reopen(self) -> None:
-        """SIGHUP: let the sink reopen its files or sockets (logrotate)."""
+        """SIGHUP: let the sink reopen its files or sockets (logrotate); a broken outbox
+        is retried on the next pass instead of after ``REOPEN_EVERY``."""
+        with self._lock:
+            self._next_open = 0.0
+        self._wake.set()
         try:
             self._sink.reopen()
         except Exception as e:
@@ -254,6 +258,8 @@ class SinkWorker:
                 except Exception as e:
                     log.error("sink_periodic_failed", sink=self.sink_name, error=repr(e))
             next_due = min(next_due, max(0.0, self._last_periodic + PERIODIC_EVERY - now))
+        if self._outbox is None and not self._closed:     # come back to reopen it
+            next_due = min(next_due, max(0.0, self._next_open - self._clock.monotonic()))
         return 0.0 if progressed else next_due
 
     # -- internals --------------------------------------------------------------
