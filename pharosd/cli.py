@@ -1,7 +1,7 @@
-"""Command line: ``pharosd run | check-config | status | test-alert | --version``.
+"""Command line: ``pharosd run | check-config | status | watch | test-alert | silence | --version``.
 
 Exit codes (DESIGN.md): 0 clean stop or success, 1 bad config or usage,
-70 the supervisor gave up, 3 ``status`` found no running daemon.
+70 the supervisor gave up, 3 ``status`` or ``silence`` found no running daemon.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 from pharosd import __version__
 from pharosd.errors import ConfigError
@@ -17,8 +18,16 @@ from pharosd.errors import ConfigError
 EXIT_USAGE = 1
 
 
-def _common() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(add_help=False)
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error exits 1 (DESIGN.md), not 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
+
+
+def _common() -> _Parser:
+    p = _Parser(add_help=False)
     p.add_argument("-c", "--config", metavar="PATH", default=argparse.SUPPRESS,
                    help="config file (default: $PHAROS_CONFIG, else /etc/pharos.yaml if it "
                         "exists, else the embedded default)")
@@ -34,12 +43,12 @@ def _common() -> argparse.ArgumentParser:
 
 def build_parser() -> argparse.ArgumentParser:
     common = _common()
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="pharosd", parents=[common],
         description="Monitoring daemon for Linux hosts: statistics, probes, thresholds, "
                     "alerts and remote_write.")
     parser.add_argument("--version", action="version", version=f"pharosd {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.add_parser("run", parents=[common], help="run the daemon in the foreground")
     check = sub.add_parser("check-config", parents=[common],
                            help="validate a config file; exit 0, or 1 with every error")
@@ -47,9 +56,19 @@ def build_parser() -> argparse.ArgumentParser:
     status = sub.add_parser("status", parents=[common], help="show the running daemon's state")
     status.add_argument("--json", action="store_true", help="machine-readable output")
     status.add_argument("--socket", metavar="PATH", help="control socket path")
+    watch = sub.add_parser("watch", parents=[common],
+                           help="print alert events as they happen, until interrupted")
+    watch.add_argument("--json", action="store_true", help="one JSON object a line")
+    watch.add_argument("--rule", metavar="GLOB", help="only rules matching this glob")
+    watch.add_argument("--socket", metavar="PATH", help="control socket path")
     test = sub.add_parser("test-alert", parents=[common],
                           help="send a synthetic firing and resolved alert through the sinks")
     test.add_argument("--sink", metavar="NAME", help="only this sink")
+    test.add_argument("--level", choices=("info", "warning", "critical"), default="warning",
+                      help="the level of the synthetic alert (default: warning)")
+    from pharosd.control.silence import add_silence_arguments
+
+    add_silence_arguments(sub, common)
     return parser
 
 
@@ -63,17 +82,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         from pharosd.control.cli import status_main
 
         return status_main(args)
+    if command == "watch":
+        from pharosd.control.cli import watch_main
+
+        return watch_main(args)
     from pharosd.config import load_config, resolve_config_path
+
+    if command == "silence":
+        from pharosd.control.silence import silence_main
+
+        return silence_main(args, state_dir=_state_dir_for_socket(args))
 
     cli_path = getattr(args, "path", None) or getattr(args, "config", None)
     path = resolve_config_path(cli_path, os.environ)
     try:
         loaded = load_config(path, environ=os.environ)
     except ConfigError as exc:
+        mark = logs.journal_prefix(sys.stderr, "error")   # "<3>" under systemd only
         for issue in exc.issues:
-            print(issue, file=sys.stderr)
+            print(f"{mark}{issue}", file=sys.stderr)
         n = len(exc.issues)
-        print(f"{loaded_name(path)}: {n} error{'s' if n != 1 else ''}", file=sys.stderr)
+        print(f"{mark}{loaded_name(path)}: {n} error{'s' if n != 1 else ''}", file=sys.stderr)
         return EXIT_USAGE
     if command == "check-config":
         c = loaded.config
@@ -81,9 +110,11 @@ def main(argv: Sequence[str] | None = None) -> int:
               f"{len(c.thresholds)} thresholds, {len(c.sinks)} sinks)")
         return 0
     if command == "test-alert":
+        from pharosd.alerting.routing import route_of
         from pharosd.sinks.testalert import run_test_alert
 
-        return run_test_alert(loaded.config, args.sink, sys.stdout)
+        return run_test_alert(loaded.config, args.sink, sys.stdout, level=args.level,
+                              skip=lambda cfg, event: route_of(cfg).why_not(event))
     from pharosd.daemon import Daemon
 
     code = Daemon(loaded, config_path=path).run()
@@ -92,6 +123,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(code)
+
+
+def _state_dir_for_socket(args: argparse.Namespace) -> str | None:
+    """The config's state directory, where a daemon run by hand may have its socket;
+    None when the config cannot be read (the socket is looked for elsewhere then)."""
+    from pharosd.config import load_config, resolve_config_path
+
+    path = resolve_config_path(getattr(args, "config", None), os.environ)
+    try:
+        return load_config(path, environ=os.environ).config.resolved_state_dir()
+    except (ConfigError, OSError):
+        return None
 
 
 def loaded_name(path: str | None) -> str:

@@ -31,17 +31,32 @@ from typing import Any
 import structlog
 
 from pharosd import __version__, faults
-from pharosd.alerting.config import ThresholdConfig
+from pharosd.alerting.config import MaintenanceConfig, ThresholdConfig
+from pharosd.alerting.dispatch import NotifierWorker
 from pharosd.alerting.evaluator import Evaluator
+from pharosd.alerting.maintenance import Schedule, Window, local_zone
+from pharosd.alerting.routing import Route, route_of
 from pharosd.alerting.rules import compile_rules
 from pharosd.alerting.worker import EvaluatorWorker
 from pharosd.bus import Bus
 from pharosd.collection.worker import Collector
 from pharosd.config import LoadedConfig, load_config
+from pharosd.config.loader import issue_at
 from pharosd.config.schema import Config
-from pharosd.control.protocol import default_socket_path
+from pharosd.control.protocol import Command, Peer, default_socket_path
 from pharosd.control.server import ControlServer
 from pharosd.errors import ConfigError, PharosError, SupervisorGaveUp
+from pharosd.http.config import HttpConfig
+from pharosd.http.store import LatestValues
+from pharosd.http.view import LiveView, listener_families
+from pharosd.http.worker import (
+    HttpWorker,
+    Listener,
+    ListenerError,
+    exposure_warning,
+    open_listener,
+)
+from pharosd.model import labels_of
 from pharosd.notify import Notifier
 from pharosd.pipeline.worker import Pipeline
 from pharosd.probes.factory import build_probe, status_thresholds
@@ -50,6 +65,7 @@ from pharosd.sinks.factory import build_sink
 from pharosd.sinks.outbox import outbox_path
 from pharosd.sinks.worker import SinkWorker
 from pharosd.source import Source
+from pharosd.statedir import StateDir
 from pharosd.statistics.factory import build_statistic
 from pharosd.supervisor import Supervisor
 from pharosd.worker import Worker
@@ -60,19 +76,27 @@ EXIT_OK = 0
 EXIT_CONFIG = 1
 EXIT_GAVE_UP = 70
 STOP_TIMEOUT = 4.0
-STATE_RETRY = 5.0           # seconds between attempts to create an unusable state_dir
 
 
 @dataclass
 class _SinkSlot:
     cfg: SinkConfig
     worker: SinkWorker
-    handle: int
 
 
 def all_thresholds(config: Config) -> list[ThresholdConfig]:
     """The configured thresholds plus one status threshold per probe."""
     return [*config.thresholds, *status_thresholds(config.probes)]
+
+
+def routes(config: Config) -> list[Route]:
+    return [route_of(s) for s in config.sinks]
+
+
+def schedule(windows: tuple[MaintenanceConfig, ...], environ: Mapping[str, str]) -> Schedule:
+    """The maintenance windows, read in the host's local time zone."""
+    return Schedule(tuple(Window.of(m.name, m.start, m.duration, m.days, m.rules, m.labels)
+                          for m in windows), local_zone(environ))
 
 
 def build_sources(config: Config) -> list[Source]:
@@ -106,8 +130,10 @@ class Daemon:
         self.reload_state: dict[str, Any] = {"ok": True, "at": None, "errors": []}
         self.ready = False
         self._uplink_names: set[str] = set()
-        self.state_dir_error: str | None = None
-        self._next_state_check = 0.0
+        self.state_store = StateDir(self.state_dir)
+        self.latest = LatestValues()
+        self.http: HttpWorker | None = None
+        self._gave_up = False
 
     # -- building ----------------------------------------------------------
 
@@ -120,47 +146,53 @@ class Daemon:
 
     def _build(self) -> None:
         cfg = self.loaded.config
-        self._check_state_dir()
+        self.state_store.check()
         for sink_cfg in cfg.sinks:
-            worker = self._sink_worker(sink_cfg)
-            handle = self.bus.subscribe(sink_cfg.name, worker.submit)
-            self.sinks[sink_cfg.name] = _SinkSlot(sink_cfg, worker, handle)
+            self.sinks[sink_cfg.name] = _SinkSlot(sink_cfg, self._sink_worker(sink_cfg))
+        # bus -> notifier (routing, silences, maintenance, reminders) -> sinks' outboxes
+        self.alerts_out = NotifierWorker(routes(cfg), schedule(cfg.maintenance, self.environ),
+                                         self._submitters(), state_dir=self.state_dir)
+        self.alerts_out.load()
+        self.bus.subscribe("notifier", self.alerts_out.publish)
         self.evaluator = EvaluatorWorker(
             Evaluator(all_thresholds(cfg), cfg, self.host), self.bus,
             state_path=os.path.join(self.state_dir, "alert-state.json"))
         self.pipeline = Pipeline(cfg, state_dir=self.state_dir, host=self.host)
         sources = build_sources(cfg)
-        if self.pipeline.enabled:
+        if self.pipeline.enabled or cfg.http.enabled:
             sources.append(self._telemetry(cfg))
         # offer() is a no-op while no receiver is configured; a reload may add one.
-        consumers = [self.evaluator.submit, self.pipeline.offer]
+        consumers = [self.evaluator.submit, self.pipeline.offer, self.latest.offer]
         self.collector = Collector(sources, consumers)
         self.control = ControlServer(default_socket_path(self.environ, self.state_dir),
-                                     self.state)
+                                     self.state, commands=self._commands())
+        self.bus.subscribe("watchers", self.control.publish)    # `pharosd watch`
+        if cfg.http.enabled:
+            self.http = HttpWorker(self._open_listener(cfg.http, self.loaded.source),
+                                   self._view())
 
-    def _check_state_dir(self) -> None:
-        """Create the state directory; one that cannot be made is no reason not to run
-        (the outboxes, the spill and the alert state each retry and say so)."""
-        try:
-            os.makedirs(self.state_dir, mode=0o750, exist_ok=True)
-            if not os.access(self.state_dir, os.W_OK):
-                raise PermissionError(f"{self.state_dir} is not writable")
-        except OSError as e:
-            error = e.strerror or str(e)
-            if self.state_dir_error is None:
-                log.error("state_dir_unavailable", path=self.state_dir, error=error,
-                          note="running without durable state until it can be written")
-            self.state_dir_error = error
-            return
-        if self.state_dir_error is not None:
-            log.info("state_dir_recovered", path=self.state_dir)
-        self.state_dir_error = None
+    def _submitters(self) -> dict[str, Any]:
+        return {name: slot.worker.submit for name, slot in self.sinks.items()}
+
+    def _commands(self) -> dict[str, Command]:
+        out = self.alerts_out
+
+        def uid(peer: Peer | None) -> int | None:
+            return None if peer is None else peer.uid
+
+        return {
+            "silence_add": Command(lambda req, peer: out.handle_add(req, uid(peer)),
+                                   changes=True),
+            "silence_expire": Command(lambda req, peer: out.handle_expire(req, uid(peer)),
+                                      changes=True),
+            "silence_list": Command(lambda req, peer: {"silences": out.silences()}),
+        }
 
     def problems(self) -> list[str]:
         """What is degraded now and heals by itself once fixed (``status``, STATUS=)."""
         out: list[str] = []
-        if self.state_dir_error is not None:
-            out.append(f"state_dir {self.state_dir}: {self.state_dir_error}")
+        if self.state_store.error is not None:
+            out.append(f"state_dir {self.state_dir}: {self.state_store.error}")
         if self.pipeline.enabled and self.pipeline.spill_error is not None:
             out.append(f"spill: {self.pipeline.spill_error} (samples kept in memory)")
         for name, slot in list(self.sinks.items()):
@@ -181,12 +213,78 @@ class Daemon:
         self._uplink_names = set(wanted)
 
     def _telemetry(self, cfg: Config) -> Source:
-        from pharosd.pipeline.telemetry import TelemetrySource  # only with an uplink
+        from pharosd.pipeline.telemetry import TelemetrySource  # only with an uplink or http
 
         return TelemetrySource(self.pipeline, self._supervisor_stats, cfg.interval)
 
     def _supervisor_stats(self) -> dict[str, float]:
         return {"restarts": float(self.supervisor.total_restarts)}
+
+    # -- the HTTP listener ---------------------------------------------------------
+
+    @staticmethod
+    def _open_listener(cfg: HttpConfig, source: str) -> Listener:
+        """Bind and read its files; a failure is a positioned config error."""
+        try:
+            listener = open_listener(cfg)
+        except ListenerError as exc:
+            raise ConfigError([issue_at(source, exc.key, str(exc))]) from None
+        warning = exposure_warning(cfg)
+        if warning:
+            log.warning("http_listener_exposed", problem=warning,
+                        hint="set http.tls and http.basic_auth, or listen on 127.0.0.1")
+        return listener
+
+    def _view(self) -> LiveView:
+        def counters() -> list[Any]:
+            http = self.http
+            return listener_families(http.status(), dict(http.requests)) if http else []
+
+        def help_for(metric: str) -> str | None:
+            from pharosd.alerting.summary import metric_help
+            from pharosd.pipeline.telemetry import HELP
+
+            return HELP.get(metric) or metric_help(metric)
+
+        return LiveView(self.latest, state=self.state, alerts=self.evaluator.open_alerts,
+                        ready=self.collector.first_collection.is_set,
+                        healthy=lambda: not self._gave_up, help_for=help_for,
+                        refresh=lambda: float(self.loaded.config.http.refresh),
+                        counters=counters)
+
+    def _prepare_http(self, cfg: HttpConfig, source: str) -> Listener | None:
+        """Open what a reload needs before the swap: a new listener when the address
+        changed, or the files of the same one; None when the listener goes or stays."""
+        running = self.http
+        if not cfg.enabled:
+            return None
+        if running is not None and running.cfg == cfg:
+            return None
+        if running is not None and running.cfg.listen == cfg.listen:
+            try:
+                listener = open_listener(cfg, sock=running.listening_socket)
+            except ListenerError as exc:
+                raise ConfigError([issue_at(source, exc.key, str(exc))]) from None
+            return listener
+        return self._open_listener(cfg, source)
+
+    def _swap_http(self, cfg: HttpConfig, prepared: Listener | None) -> None:
+        running = self.http
+        if running is not None and (not cfg.enabled or
+                                    (prepared is not None and prepared.sock is not
+                                     running.listening_socket)):
+            self.supervisor.stop(running.name, timeout=2.0)
+            running.close()
+            self.http = None
+            log.info("http_stopped", listen=running.cfg.listen)
+        if prepared is None:
+            return
+        if self.http is not None:
+            self.http.reconfigure(prepared)
+            log.info("http_reconfigured", listen=cfg.listen)
+            return
+        self.http = HttpWorker(prepared, self._view())
+        self._supervise(self.http)
 
     # -- running -----------------------------------------------------------
 
@@ -203,16 +301,20 @@ class Daemon:
             signal.signal(signum, self._on_signal)
         for slot in self.sinks.values():
             self._supervise(slot.worker)
+        self._supervise(self.alerts_out)
         self._supervise(self.evaluator)
         self._sync_uplink_workers()
         self._supervise(self.collector)
         self._supervise(self.control)
+        if self.http is not None:
+            self._supervise(self.http)
         log.info("daemon_started", version=__version__, config=self.loaded.source,
                  host=self.host, state_dir=self.state_dir, pid=os.getpid(),
                  statistics=len(self.loaded.config.statistics),
                  probes=len(self.loaded.config.probes),
                  thresholds=len(self.loaded.config.thresholds),
-                 sinks=len(self.sinks), uplink=self.pipeline.enabled)
+                 sinks=len(self.sinks), uplink=self.pipeline.enabled,
+                 http=self.loaded.config.http.listen)
         try:
             return self._loop()
         finally:
@@ -236,12 +338,11 @@ class Daemon:
             try:
                 self.supervisor.check()
             except SupervisorGaveUp as exc:
+                self._gave_up = True
                 log.critical("supervisor_gave_up", error=str(exc))
                 self.notifier.status(f"gave up: {exc}")
                 return self._shutdown(EXIT_GAVE_UP)
-            if self.state_dir_error is not None and time.monotonic() >= self._next_state_check:
-                self._next_state_check = time.monotonic() + STATE_RETRY
-                self._check_state_dir()
+            self.state_store.maybe_retry()
             if not self.ready and self.collector.first_collection.is_set():
                 self.ready = True
                 self.notifier.ready(self.status_line())
@@ -264,7 +365,10 @@ class Daemon:
         for slot in self.sinks.values():
             slot.worker.close()
         self.pipeline.close()
-        log.info("daemon_stopped", exit_code=code)
+        if self.http is not None:
+            self.http.close()
+        # A clean stop is news; any other exit code is the reason systemd restarts us.
+        (log.info if code == EXIT_OK else log.error)("daemon_stopped", exit_code=code)
         return code
 
     # -- reload --------------------------------------------------------------
@@ -273,7 +377,7 @@ class Daemon:
         """SIGHUP: reopen files; re-read the config and apply it if valid."""
         for slot in self.sinks.values():
             slot.worker.reopen()
-        self._check_state_dir()          # an operator who fixed the disk may say so with HUP
+        self.state_store.check()         # an operator who fixed the disk may say so with HUP
         self.pipeline.retry_now()
         source = self.config_path
         log.info("reload_requested", config=self.loaded.source)
@@ -308,6 +412,7 @@ class Daemon:
         # Build everything that can fail before touching the running daemon.
         new_sinks = {s.name: s for s in cfg.sinks}
         built: dict[str, SinkWorker] = {}
+        http: Listener | None = None
         try:
             for name, sink_cfg in new_sinks.items():
                 slot = self.sinks.get(name)
@@ -316,28 +421,35 @@ class Daemon:
             sources = build_sources(cfg)
             thresholds = all_thresholds(cfg)
             compile_rules(thresholds, cfg)   # fails here, not on the evaluator's thread
+            http = self._prepare_http(cfg.http, new.source)
             if old.uplink != cfg.uplink or old.buffer != cfg.buffer or old.spill != cfg.spill:
                 # Raises before changing anything when a secret file is unreadable.
                 self.pipeline.reconfigure(cfg)
         except BaseException:
             for worker in built.values():
                 worker.close()
+            if http is not None and (self.http is None
+                                     or http.sock is not self.http.listening_socket):
+                http.close()
             raise
         self.notifier.reloading()
-        # Swap.
-        for name in list(self.sinks):
-            if name not in new_sinks or name in built:
-                slot = self.sinks.pop(name)
-                self.bus.unsubscribe(slot.handle)
-                self.supervisor.stop(slot.worker.name, timeout=2.0)
-                slot.worker.close()
+        # Swap: the notifier hands events to the new workers before the old ones close.
+        old_slots = {n: s for n, s in self.sinks.items() if n not in new_sinks or n in built}
+        for name in old_slots:
+            del self.sinks[name]
         for name, worker in built.items():
-            handle = self.bus.subscribe(name, worker.submit)
-            self.sinks[name] = _SinkSlot(new_sinks[name], worker, handle)
+            self.sinks[name] = _SinkSlot(new_sinks[name], worker)
+        self.alerts_out.reconfigure(routes(cfg), schedule(cfg.maintenance, self.environ),
+                                    self._submitters())
+        for slot in old_slots.values():
+            self.supervisor.stop(slot.worker.name, timeout=2.0)
+            slot.worker.close()
+        for worker in built.values():
             self._supervise(worker)
         self.evaluator.reconfigure(thresholds, cfg)
         self._sync_uplink_workers()
-        if self.pipeline.enabled:
+        self._swap_http(cfg.http, http)
+        if self.pipeline.enabled or cfg.http.enabled:
             sources.append(self._telemetry(cfg))
         self.collector.reconfigure(sources)
         self.supervisor.max_restarts = cfg.supervisor.max_restarts
@@ -370,8 +482,19 @@ class Daemon:
             "reload": dict(self.reload_state),
             "problems": self.problems(),
             "workers": self.supervisor.status(),
-            "alerts": self.evaluator.open_alerts(),
+            "alerts": self._alerts_with_holds(),
+            **self.alerts_out.status(),
             "sinks": [{"name": n, **s.worker.status()} for n, s in list(self.sinks.items())],
             "collector": self.collector.status(),
             "pipeline": self.pipeline.status() if self.pipeline.enabled else None,
+            "http": self.http.status() if self.http is not None else None,
         }
+
+    def _alerts_with_holds(self) -> list[dict[str, Any]]:
+        """Open alerts; a silenced one says by what (``silenced_by``)."""
+        alerts = self.evaluator.open_alerts()
+        for a in alerts:
+            hold = self.alerts_out.hold(a["rule"], labels_of(a["labels"]))
+            if hold is not None:
+                a["silenced_by"] = hold.to_data()
+        return alerts

@@ -9,6 +9,7 @@
     │   └── PermanentDeliveryError   retrying cannot help (a 4xx, a bad payload)
     ├── ProbeError               a probe or statistic could not be collected
     ├── UplinkError              the remote_write receiver refused or is unreachable
+    ├── SilenceError             a silence cannot be added or expired as asked
     └── SupervisorGaveUp         workers crashed too often (exit 70)
 
 Messages state the constraint and the value that broke it.
@@ -76,6 +77,10 @@ class ProbeError(PharosError):
 
 class UplinkError(PharosError):
     """The remote_write receiver refused a batch or could not be reached."""
+
+
+class SilenceError(PharosError):
+    """A silence request is invalid (no matcher, an end in the past, an unknown id)."""
 
 
 class SupervisorGaveUp(PharosError):

@@ -35,6 +35,13 @@ def start(daemons: list[PharosProcess], tmp: Path, text: str, **kw) -> PharosPro
     return d
 
 
+def stop_line(log: str) -> str:
+    """The daemon's own ``daemon_stopped`` line (there is exactly one)."""
+    lines = [line for line in log.splitlines() if "event=daemon_stopped" in line]
+    assert len(lines) == 1, log
+    return lines[0]
+
+
 def test_ready_fire_resolve_on_reload_and_clean_stop(tmp_path, daemons):
     d = start(daemons, tmp_path, config(tmp_path))
     assert d.notify.wait_for(lambda m: "READY=1" in m), d.log()
@@ -112,6 +119,8 @@ def test_worker_that_keeps_crashing_ends_the_process_with_70(tmp_path, daemons):
     assert d.proc.wait(30) == 70, d.log()
     assert "supervisor_gave_up" in d.log()
     assert d.log().count("worker_crashed") == 3
+    # The stop that ends in 70 is an error (journal priority 3), not news.
+    assert stop_line(d.log()).startswith("<3>") and "level=error" in stop_line(d.log())
 
 
 def test_hung_worker_stops_watchdog_pings(tmp_path, daemons):
@@ -131,7 +140,7 @@ def test_sigint_also_stops_cleanly(tmp_path, daemons):
     assert d.notify.wait_for(lambda m: "READY=1" in m), d.log()
     d.signal(signal.SIGINT)
     assert d.proc.wait(5) == 0
-    assert "daemon_stopped" in d.log()
+    assert stop_line(d.log()).startswith("<6>") and "level=info" in stop_line(d.log())
 
 
 def test_invalid_config_at_start_exits_1_with_positions(tmp_path, daemons):

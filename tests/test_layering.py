@@ -27,11 +27,13 @@ TOO_LONG_FOR_NOW = {"pharosd.pipeline.uplink"}
 LEAF, FAMILY, CONFIG, DAEMON, CLI = range(5)
 LAYER_NAMES = ("leaf", "family", "config", "daemon", "cli")
 LEAVES = {"pharosd", "pharosd.model", "pharosd.types", "pharosd.units", "pharosd.errors",
-          "pharosd.clock", "pharosd.worker", "pharosd.source", "pharosd.bus", "pharosd.logs"}
+          "pharosd.clock", "pharosd.worker", "pharosd.source", "pharosd.bus", "pharosd.logs",
+          "pharosd.httpclient"}
 LEAVES |= {"pharosd.redact"}
-FAMILIES = {"statistics", "probes", "alerting", "sinks", "pipeline", "collection", "control"}
+FAMILIES = {"statistics", "probes", "alerting", "sinks", "pipeline", "collection", "control",
+            "http"}
 DAEMON_MODULES = {"pharosd.daemon", "pharosd.supervisor", "pharosd.slots", "pharosd.notify",
-                  "pharosd.faults"}
+                  "pharosd.faults", "pharosd.statedir"}
 CLI_MODULES = {"pharosd.cli", "pharosd.__main__"}
 
 

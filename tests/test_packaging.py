@@ -38,7 +38,8 @@ BUILD = ROOT / "packaging" / "build-deb"
 CI = os.environ.get("CI") == "true"
 
 DEPENDS = ["python3 (>= 3.11)", "python3-psutil", "python3-yaml", "python3-structlog",
-           "python3-requests", "python3-sdnotify", "python3-snappy", "adduser"]
+           "python3-requests", "python3-sdnotify", "python3-snappy", "tzdata", "adduser",
+           "procps"]
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -156,6 +157,26 @@ def test_file_name_and_metadata(deb):
     assert [d.strip() for d in fields["Depends"].split(",")] == DEPENDS
     assert int(fields["Installed-Size"]) > 0
     assert fields["Description"].startswith("monitoring daemon for Linux hosts")
+
+
+def test_every_program_the_unit_runs_comes_from_a_dependency(unpacked):
+    """ExecStart=/ExecReload= name programs: each must be shipped by this package
+    or by one it depends on (a minimal Debian has no /bin/kill without procps)."""
+    require_tool("dpkg-query", "dpkg")
+    unit = (unpacked / "lib/systemd/system/pharosd.service").read_text()
+    programs = re.findall(r"^Exec\w+=[-@:+!]*(/\S+)", unit, re.M)
+    assert "/bin/kill" in programs and "/usr/bin/pharosd" in programs, programs
+    depends = {d.split()[0] for d in
+               (unpacked / "DEBIAN/control").read_text().split("Depends:", 1)[1]
+               .splitlines()[0].split(",")}
+    for program in programs:
+        if (unpacked / program.lstrip("/")).exists():
+            continue
+        owner = run("dpkg-query", "-S", program, check=False)
+        if owner.returncode != 0:
+            missing(f"{program} is not installed on this host: cannot tell its package")
+        packages = {p.strip() for p in owner.stdout.split(":", 1)[0].split(",")}
+        assert packages & depends, f"{program} comes from {packages}, not a dependency"
 
 
 def test_contents(deb):

@@ -510,3 +510,29 @@ def test_a_broken_spill_never_stops_the_worker_and_memory_stays_bounded(tmp_path
     assert r.thread.is_alive()
     assert st["spill"]["errors"] > 0 and st["buffer"]["samples"] <= 100
     assert st["buffer"]["samples"] + sum(st["dropped"].values()) <= 300
+
+
+def test_series_past_the_bounds_are_not_shipped_but_counted_and_logged(
+        tmp_path, run, receivers) -> None:
+    # perfdata names that keep changing (a new series every run) must not grow
+    # the registry without end: 20 series of that probe at most; the other
+    # sources go on.
+    rx = receivers()
+    cfg = Config(uplink=UplinkConfig(remote_write=(rw(rx.url, flush=Duration(0.2)),),
+                                     max_series=1000, max_series_per_source=20))
+    p = Pipeline(cfg, state_dir=str(tmp_path), host="h")
+    with structlog.testing.capture_logs() as logs:
+        for k in range(100):
+            p.offer([Sample(f"probe.flappy.label{k}", (), 1.0, 1_800_000_000.0 + k),
+                     Sample(f"cpu.core{k % 5}", (), 2.0, 1_800_000_000.0 + k)])
+        run(p)
+        assert wait_for(lambda: p.status()["receivers"][0]["sent"] >= 20 + 100, 20)
+        assert wait_for(lambda: any(e["event"] == "series_limit_reached" for e in logs), 10)
+    names = Counter(name for name, _, _, _ in received(rx))
+    assert sum(1 for n in names if n.startswith("pharos_probe_flappy_")) == 20
+    assert sum(v for n, v in names.items() if n.startswith("pharos_cpu_core")) == 100
+    st = p.status()
+    assert st["series"] == 25
+    assert st["dropped"]["series_limit"] == 80
+    [warning] = [e for e in logs if e["event"] == "series_limit_reached"]
+    assert warning["refused_samples"] == {"probe.flappy": 80}

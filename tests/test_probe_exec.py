@@ -22,11 +22,13 @@ from pathlib import Path
 import psutil
 import pytest
 from conftest import free_port, require_binary
+from structlog.testing import capture_logs
 
 from pharosd.model import Sample
 from pharosd.probes.config import ExecProbeConfig
 from pharosd.probes.exec import OUTPUT_CAP, ExecProbe, run_command
 from pharosd.probes.factory import build_probe
+from pharosd.probes.nagios import MAX_ITEMS
 from pharosd.types import Duration, FrozenDict
 
 pytestmark = pytest.mark.timeout(120)
@@ -424,3 +426,24 @@ def test_without_pidfd_support(tmp_path, monkeypatch):
     assert_status(s, 3, "check failed: timed out after 2s")
     pids = [int(x) for x in pidfile.read_text().split()]
     assert len(pids) == 4 and all(dead(pid) for pid in pids)
+
+
+def test_sixteen_thousand_perfdata_items_are_capped_counted_and_logged_once(tmp_path):
+    # A real plugin printing 16,000 items with one label (64 KiB, just under the
+    # output cap): names de-duplicated as a, a_2, ...; the items past the limit are
+    # counted, not read, and logged when the cutting starts (not on every run).
+    script = tmp_path / "check_many"
+    script.write_text(f"#!{sys.executable}\n"
+                      "import sys\n"
+                      "sys.stdout.write('OK - many | ' + ' '.join(['a=1'] * 16000) + '\\n')\n")
+    script.chmod(0o755)
+    p = probe(str(script))
+    with capture_logs() as logs:
+        first = run(p)
+        run(p)
+    assert_status(first, 0, "OK - many")
+    perf = {k for k in first if k not in ("status", "state", "duration_seconds")}
+    assert perf == {"a"} | {f"a_{k}" for k in range(2, MAX_ITEMS + 1)}
+    assert p.perfdata_truncated == 2 * (16000 - MAX_ITEMS)
+    truncated = [e for e in logs if e["event"] == "plugin_perfdata_truncated"]
+    assert len(truncated) == 1 and truncated[0]["dropped"] == 16000 - MAX_ITEMS

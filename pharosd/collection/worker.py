@@ -8,10 +8,17 @@ A source's first run is as soon as it is added.
 
 * Non-blocking sources (the statistics) run inline on the collector thread.
 * Blocking sources (``blocking = True``: probes with their own timeouts) run
-  on a small ``ThreadPoolExecutor`` (``max_blocking`` threads), at most one
-  run in flight per source; when a run is still in flight at the source's
-  next due time, that slot is skipped and counted (``skipped``). Their
-  results are delivered from the pool thread when they finish.
+  on a ``ThreadPoolExecutor`` of up to ``max_blocking`` threads (started as
+  needed), at most one run in flight per source; when a run is still in
+  flight at the source's next due time, that slot is skipped and counted
+  (``skipped``). Their results are delivered from the pool thread when they
+  finish. A run is never queued behind another source's: when every thread
+  is busy the slot is skipped too (counted ``skipped``, logged once as
+  ``source_skipped`` with ``reason="every pool thread busy"``). So a hung
+  probe holds one thread, its own, until its timeout ends the run, and the
+  other probes keep their schedule as long as fewer than ``max_blocking``
+  (64) probes hang at once. A source that found every thread busy is first
+  in line for the next free one.
 
 ``collect(now)`` gets the wall-clock time to stamp samples with. Each
 source's list of samples (when not empty) goes to every consumer, each
@@ -62,6 +69,7 @@ log = structlog.get_logger(__name__)
 Consumer = Callable[[list[Sample]], None]
 
 BEAT_EVERY = 1.0        # the longest the loop sleeps between heartbeats
+MAX_BLOCKING = 64       # pool threads for blocking sources (one run in flight per source)
 MIN_EVERY = 0.01        # a source's `every` is never taken as less than this
 
 
@@ -120,6 +128,7 @@ class _Entry:
     ran_once: bool = False
     active: bool = True
     skipping: bool = False
+    starved: int = 0                  # slots skipped in a row with every pool thread busy
     in_flight: Future[list[Sample]] | None = None
 
     @property
@@ -134,7 +143,7 @@ class Collector:
     heartbeat_timeout = 30.0
 
     def __init__(self, sources: Sequence[Source], consumers: Sequence[Consumer],
-                 clock: Clock | None = None, max_blocking: int = 4) -> None:
+                 clock: Clock | None = None, max_blocking: int = MAX_BLOCKING) -> None:
         if max_blocking < 1:
             raise ValueError(f"max_blocking must be at least 1, got {max_blocking}")
         self._clock: Clock = clock if clock is not None else SystemClock()
@@ -144,6 +153,7 @@ class Collector:
         self._entries: list[_Entry] = [_Entry(s, source_key(s)) for s in sources]
         self._consumer_errors: dict[int, str] = {}
         self._consumer_failures = 0
+        self._running = 0          # blocking runs in flight, removed sources' included
         self.first_collection = threading.Event()
 
     # -- other threads -----------------------------------------------------
@@ -214,6 +224,8 @@ class Collector:
                 now = self._clock.monotonic()
                 with self._lock:
                     entries = list(self._entries)
+                # Sources that found every pool thread busy get the next free one.
+                entries.sort(key=lambda x: -x.starved)
                 for e in entries:
                     if ctx.stopping:
                         break
@@ -271,18 +283,23 @@ class Collector:
             self._finish(e, wall, samples, None)
 
     def _submit(self, e: _Entry, pool: ThreadPoolExecutor) -> None:
-        busy = first_skip = False
+        reason = ""
+        first_skip = False
         with self._lock:
             if e.in_flight is not None:
-                busy = True
+                reason = "previous run still in flight"
+            elif self._running >= self._max_blocking:
+                reason = "every pool thread busy"     # never queue behind a hung run
+            if reason:
                 e.skipped += 1
+                e.starved = e.starved + 1 if e.in_flight is None else 0
                 first_skip = not e.skipping
                 e.skipping = True
             skipped = e.skipped
-        if busy:
+        if reason:
             if first_skip:
-                log.warning("source_skipped", source=e.source.name,
-                            reason="previous run still in flight", skipped=skipped)
+                log.warning("source_skipped", source=e.source.name, reason=reason,
+                            skipped=skipped)
             return
         wall = self._clock.wall()
         with self._lock:
@@ -290,8 +307,10 @@ class Collector:
                 fut = pool.submit(_collect, e.source, wall)
             except RuntimeError:        # the pool is shutting down
                 return
+            self._running += 1
             e.in_flight = fut
             e.skipping = False
+            e.starved = 0
         fut.add_done_callback(lambda f: self._on_done(e, wall, f))
 
     def _on_done(self, e: _Entry, wall: float, fut: Future[list[Sample]]) -> None:
@@ -305,6 +324,7 @@ class Collector:
                 self._finish(e, wall, fut.result(), None)
         finally:
             with self._lock:
+                self._running -= 1
                 if e.in_flight is fut:
                     e.in_flight = None
 

@@ -11,7 +11,7 @@ duplicate keys, non-string keys and tags outside YAML's own (``!vault``) are
 errors anywhere in the document.
 
 This module is the public face: ``parse_config``, ``parse_as``,
-``load_config``, ``resolve_config_path``, ``default_config_text``.
+``load_config``, ``resolve_config_path``, ``default_config_text``, ``issue_at``.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ import yaml
 from yaml.nodes import MappingNode
 
 from pharosd.config.builder import Builder
-from pharosd.config.document import compose, is_null
+from pharosd.config.document import compose, is_null, locate
 from pharosd.config.schema import Config
 from pharosd.errors import ConfigError, ConfigIssue
 
@@ -111,3 +111,23 @@ def resolve_config_path(cli_path: str | None, environ: Mapping[str, str] | None 
     if os.path.exists(default_path):
         return default_path
     return None
+
+
+def issue_at(source: str, path: str, message: str) -> ConfigIssue:
+    """A ``ConfigIssue`` at the value of key ``path`` (``http.listen``) in the config
+    ``source`` (a path or ``EMBEDDED_SOURCE``), for errors found after parsing
+    (a port in use); the position is 0:0 when the file or key cannot be found."""
+    line = column = 0
+    try:
+        if source == EMBEDDED_SOURCE:
+            text = default_config_text()
+        else:
+            with open(source, encoding="utf-8") as f:
+                text = f.read()
+        root = compose(text, source)
+    except (OSError, UnicodeDecodeError, ConfigError):
+        root = None
+    if root is not None:
+        mark = locate(root, path).start_mark
+        line, column = mark.line + 1, mark.column + 1
+    return ConfigIssue(source, line, column, path, message)

@@ -2,10 +2,10 @@
 
 Each family owns the shapes of its section (``pharosd.statistics.config``,
 ``pharosd.probes.config``, ``pharosd.alerting.config``, ``pharosd.sinks.config``,
-``pharosd.pipeline.config``); this module only assembles them into ``Config``
-with the top-level defaults, the supervisor's limits and the checks that span
-sections. ``pharosd.config.loader`` turns a YAML document into these classes
-generically, from the type hints:
+``pharosd.pipeline.config``, ``pharosd.http.config``); this module only
+assembles them into ``Config`` with the top-level defaults, the supervisor's
+limits and the checks that span sections. ``pharosd.config.loader`` turns a
+YAML document into these classes generically, from the type hints:
 
 * ``Duration`` / ``Size`` parse ``30s`` / ``512MiB``; ``Literal[...]`` is an
   enum; ``tuple[X, ...]`` a YAML list; ``FrozenDict[X]`` a YAML mapping;
@@ -26,7 +26,8 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
-from pharosd.alerting.config import ThresholdConfig
+from pharosd.alerting.config import MaintenanceConfig, ThresholdConfig
+from pharosd.http.config import HttpConfig
 from pharosd.model import Level
 from pharosd.pipeline.config import BufferConfig, SpillConfig, UplinkConfig
 from pharosd.probes.config import ProbeConfig, reserved_threshold_issues
@@ -61,15 +62,18 @@ class Config:
     probes: tuple[ProbeConfig, ...] = ()
     thresholds: tuple[ThresholdConfig, ...] = ()
     sinks: tuple[SinkConfig, ...] = field(default_factory=_default_sinks)
+    maintenance: tuple[MaintenanceConfig, ...] = ()
     buffer: BufferConfig = field(default_factory=BufferConfig)
     spill: SpillConfig = field(default_factory=SpillConfig)
     uplink: UplinkConfig = field(default_factory=UplinkConfig)
     supervisor: SupervisorConfig = field(default_factory=SupervisorConfig)
+    http: HttpConfig = field(default_factory=HttpConfig)
 
     def check(self) -> list[tuple[str, str]]:
         issues: list[tuple[str, str]] = []
         for key, items in (("statistics", self.statistics), ("probes", self.probes),
-                           ("thresholds", self.thresholds), ("sinks", self.sinks)):
+                           ("thresholds", self.thresholds), ("sinks", self.sinks),
+                           ("maintenance", self.maintenance)):
             seen: set[str] = set()
             for i, item in enumerate(items):
                 name = item.name

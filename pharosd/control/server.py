@@ -5,7 +5,15 @@ every client with ``selectors``, so a client that connects and never
 writes, or never reads, only holds its own slot until its deadline.
 Requests are bounded (``max_request`` bytes), so are concurrent clients
 (``max_clients``; more are answered with an error and closed). The socket
-is mode 0660 and group ``pharos`` when that group exists.
+is mode 0660 and group ``pharos`` when that group exists. Each connection's
+peer credentials are read with ``SO_PEERCRED`` when it is accepted; commands
+that change state check them (``pharosd.control.protocol.may_change``).
+
+``{"cmd": "watch", "rule": GLOB}`` turns a connection into a watcher
+(``pharosd.control.watch``): it is answered ``{"ok": true, "watching":
+true}`` and then gets one line ``{"event": {...}}`` per alert event until it
+closes; it has no deadline. ``publish`` is the bus subscriber that feeds
+watchers; a socketpair wakes the selector when events are queued.
 
 The ``state`` callable is called on the control thread, so it must be
 thread-safe and quick; it returns a JSON-able dict with (all optional) keys
@@ -18,10 +26,12 @@ from __future__ import annotations
 
 import contextlib
 import grp
+import json
 import os
 import selectors
 import socket
 import stat
+import struct
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -29,7 +39,16 @@ from typing import Any
 
 import structlog
 
-from pharosd.control.protocol import SOCKET_GROUP, ControlError, StateFn, answer, encode
+from pharosd.control.protocol import (
+    SOCKET_GROUP,
+    Command,
+    ControlError,
+    Peer,
+    StateFn,
+    answer,
+    encode,
+)
+from pharosd.control.watch import Watcher, WatchHub
 from pharosd.worker import WorkerContext
 
 log = structlog.get_logger(__name__)
@@ -49,6 +68,21 @@ class _Conn:
     outbox: bytes = b""
     answered: bool = False
     draining: bool = False   # answered and half-closed; reading the client's leftovers
+    peer: Peer | None = None
+    watcher: Watcher | None = None
+
+
+_UCRED = struct.Struct("3i")
+
+
+def peer_of(sock: socket.socket) -> Peer | None:
+    """The credentials of the process at the other end of a unix socket, if known."""
+    try:
+        pid, uid, gid = _UCRED.unpack(
+            sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _UCRED.size))
+    except (OSError, struct.error):
+        return None
+    return Peer(pid, uid, gid)
 
 
 class ControlServer:
@@ -60,9 +94,11 @@ class ControlServer:
     def __init__(self, path: str, state: StateFn, *, group: str | None = SOCKET_GROUP,
                  mode: int = SOCKET_MODE, client_timeout: float = CLIENT_TIMEOUT,
                  max_request: int = MAX_REQUEST, max_clients: int = MAX_CLIENTS,
-                 tick: float = 0.5, retry_bind: float = RETRY_BIND) -> None:
+                 tick: float = 0.5, retry_bind: float = RETRY_BIND,
+                 commands: Mapping[str, Command] | None = None) -> None:
         self.path = path
         self._state = state
+        self._commands = dict(commands or {})
         self._group = group
         self._mode = mode
         self._client_timeout = client_timeout
@@ -76,6 +112,8 @@ class ControlServer:
         self.timeouts = 0        # connections closed at their deadline
         self.refused = 0         # connections refused because max_clients were busy
         self._bind_error: str | None = None
+        self.watchers = WatchHub()
+        self.publish = self.watchers.publish     # the bus subscriber
 
     # The listening socket lives only inside run(): a restarted worker binds anew.
     def run(self, ctx: WorkerContext) -> None:
@@ -97,15 +135,28 @@ class ControlServer:
             listener, inode = bound
         sel = selectors.DefaultSelector()
         conns: dict[int, _Conn] = {}
+        wake_r, wake_w = socket.socketpair()
+        wake_r.setblocking(False)
+        wake_w.setblocking(False)
+
+        def wake() -> None:
+            with contextlib.suppress(OSError):    # full: a wake-up is pending anyway
+                wake_w.send(b"\0")
+
         try:
             sel.register(listener, selectors.EVENT_READ, None)
+            sel.register(wake_r, selectors.EVENT_READ, "wake")
+            self.watchers.set_waker(wake)
             while not ctx.stopping:
                 ctx.beat()
                 self._serve_once(sel, listener, conns)
         finally:
+            self.watchers.set_waker(lambda: None)
             for conn in list(conns.values()):
                 self._close(sel, conns, conn)
             sel.close()
+            wake_r.close()
+            wake_w.close()
             listener.close()
             self._unlink_if_ours(inode)
             log.debug("control_socket_closed", path=self.path)
@@ -202,8 +253,13 @@ class ControlServer:
             if key.data is None:
                 self._accept(sel, listener, conns)
                 continue
+            if key.data == "wake":
+                self._feed_watchers(sel, conns, key.fileobj)  # type: ignore[arg-type]
+                continue
             conn: _Conn = key.data
-            if conn.draining:
+            if conn.watcher is not None:
+                self._serve_watcher(sel, conns, conn, events)
+            elif conn.draining:
                 self._drain(sel, conns, conn)
             elif events & selectors.EVENT_READ and not conn.answered:
                 self._read(sel, conns, conn)
@@ -234,7 +290,7 @@ class ControlServer:
                     sock.send(encode({"ok": False, "error": "busy: too many clients"}))
                 sock.close()
                 continue
-            conn = _Conn(sock, time.monotonic() + self._client_timeout)
+            conn = _Conn(sock, time.monotonic() + self._client_timeout, peer=peer_of(sock))
             conns[sock.fileno()] = conn
             sel.register(sock, selectors.EVENT_READ, conn)
 
@@ -258,8 +314,12 @@ class ControlServer:
                                     "error": f"request longer than {self._max_request} bytes"})
 
     def _respond(self, sel: selectors.BaseSelector, conn: _Conn, line: bytes) -> None:
+        is_watch, pattern = _watch_request(line)
+        if is_watch:
+            self._start_watch(sel, conn, pattern)
+            return
         try:
-            response = answer(line, self._state)
+            response = answer(line, self._state, self._commands, conn.peer)
         except Exception as exc:
             log.error("control_state_failed", error=repr(exc), exc_info=True)
             response = {"ok": False, "error": f"state unavailable: {exc!r}"}
@@ -267,6 +327,7 @@ class ControlServer:
             self.served += 1
         else:
             self.errors += 1
+            log.warning("control_bad_request", error=str(response.get("error"))[:200])
         self._reply(sel, conn, response)
 
     def _reply(self, sel: selectors.BaseSelector, conn: _Conn, response: Mapping[str, Any]) -> None:
@@ -305,9 +366,98 @@ class ControlServer:
         if not data:
             self._close(sel, conns, conn)
 
-    @staticmethod
-    def _close(sel: selectors.BaseSelector, conns: dict[int, _Conn], conn: _Conn) -> None:
+    # -- watchers --------------------------------------------------------------------
+
+    def _start_watch(self, sel: selectors.BaseSelector, conn: _Conn,
+                     pattern: str | None) -> None:
+        watcher = self.watchers.add(pattern)
+        if watcher is None:
+            self.errors += 1
+            self._reply(sel, conn, {"ok": False, "error": "busy: too many watchers"})
+            return
+        self.served += 1
+        conn.watcher = watcher
+        conn.answered = True
+        conn.deadline = float("inf")
+        conn.outbox = encode({"ok": True, "watching": True, "rule": pattern})
+        sel.modify(conn.sock, selectors.EVENT_READ | selectors.EVENT_WRITE, conn)
+        log.info("watcher_added", watcher=watcher.id, rule=pattern)
+
+    def _feed_watchers(self, sel: selectors.BaseSelector, conns: dict[int, _Conn],
+                       wake: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            while wake.recv(4096):
+                pass
+        for conn in [c for c in conns.values() if c.watcher is not None]:
+            assert conn.watcher is not None
+            if conn.outbox and not conn.watcher.dropped:
+                continue                  # still writing; its queue fills or waits
+            data, dropped = self.watchers.take(conn.watcher)
+            if dropped:
+                with contextlib.suppress(OSError):
+                    conn.sock.send(encode({"ok": False, "error": "dropped: too slow"}))
+                self._close(sel, conns, conn)
+                continue
+            if data:
+                conn.outbox += data
+                sel.modify(conn.sock, selectors.EVENT_READ | selectors.EVENT_WRITE, conn)
+
+    def _serve_watcher(self, sel: selectors.BaseSelector, conns: dict[int, _Conn],
+                       conn: _Conn, events: int) -> None:
+        if events & selectors.EVENT_READ:
+            try:
+                data = conn.sock.recv(4096)
+            except (BlockingIOError, InterruptedError):
+                data = b"-"
+            except OSError:
+                data = b""
+            if not data:                  # the client went: the subscription ends
+                self._close(sel, conns, conn)
+                return
+        if events & selectors.EVENT_WRITE and conn.outbox:
+            try:
+                sent = conn.sock.send(conn.outbox)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                self._close(sel, conns, conn)
+                return
+            conn.outbox = conn.outbox[sent:]
+            if not conn.outbox:
+                sel.modify(conn.sock, selectors.EVENT_READ, conn)
+                assert conn.watcher is not None
+                if conn.watcher.queue:    # more arrived meanwhile
+                    self._feed_watchers_one(sel, conns, conn)
+
+    def _feed_watchers_one(self, sel: selectors.BaseSelector, conns: dict[int, _Conn],
+                           conn: _Conn) -> None:
+        assert conn.watcher is not None
+        data, dropped = self.watchers.take(conn.watcher)
+        if dropped:
+            self._close(sel, conns, conn)
+        elif data:
+            conn.outbox += data
+            sel.modify(conn.sock, selectors.EVENT_READ | selectors.EVENT_WRITE, conn)
+
+    def _close(self, sel: selectors.BaseSelector, conns: dict[int, _Conn],
+               conn: _Conn) -> None:
+        if conn.watcher is not None:
+            self.watchers.remove(conn.watcher)
+            log.info("watcher_removed", watcher=conn.watcher.id, sent=conn.watcher.sent)
+            conn.watcher = None
         conns.pop(conn.sock.fileno(), None)
         with contextlib.suppress(KeyError, ValueError):
             sel.unregister(conn.sock)
         conn.sock.close()
+
+
+def _watch_request(line: bytes) -> tuple[bool, str | None]:
+    """Whether ``line`` asks to watch, and its ``rule`` glob (None: every rule)."""
+    try:
+        req = json.loads(line.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError):   # answer() says what is wrong
+        return False, None
+    if not isinstance(req, dict) or req.get("cmd") != "watch":
+        return False, None
+    rule = req.get("rule")
+    return True, (str(rule) if rule else None)

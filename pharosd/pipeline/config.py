@@ -151,6 +151,8 @@ class UplinkConfig:
     remote_write: tuple[RemoteWriteConfig, ...] = ()
     stale_markers: bool = True          # send a stale marker when a series stops
     stale_floor: Duration = Duration(5.0)  # ... after max(2 x its cadence, this)
+    max_series: int = field(default=100_000, metadata={"min": 1})  # series shipped, in all
+    max_series_per_source: int = field(default=10_000, metadata={"min": 1})  # ... of one source
 
     def check(self) -> list[tuple[str, str]]:
         issues: list[tuple[str, str]] = []

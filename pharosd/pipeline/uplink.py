@@ -41,6 +41,7 @@ import structlog
 
 from pharosd.clock import Clock
 from pharosd.errors import ConfigError, ConfigIssue, UplinkError
+from pharosd.httpclient import BoundedClient, new_session
 from pharosd.pipeline import compression
 from pharosd.pipeline.batch import Batch, SeriesKey
 from pharosd.pipeline.buffer import HotBuffer
@@ -142,24 +143,22 @@ class _Session:
     """A ``requests.Session`` for one receiver (imported lazily)."""
 
     def __init__(self, settings: ReceiverSettings) -> None:
-        import requests
-
         self.key = settings.transport_key()
-        self.session = requests.Session()
+        self.session = new_session()         # proxies from the environment, trust from config
+        self.bounded = BoundedClient()       # whole-request deadline, capped body
         if settings.verify is False:
             import urllib3
 
             urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
 
     def post(self, settings: ReceiverSettings, body: bytes) -> tuple[int, str, float | None]:
-        resp = self.session.post(settings.url, data=body, headers=dict(settings.headers),
-                                 timeout=settings.timeout, verify=settings.verify,
-                                 cert=settings.cert, allow_redirects=False)
-        try:
-            text = resp.text[:2048] if resp.status_code >= 300 else ""
-        finally:
-            resp.close()
-        return resp.status_code, text, _retry_after(resp.headers.get("Retry-After"))
+        resp = self.bounded.post(self.session, settings.url, data=body,
+                                 headers=settings.headers,
+                                 deadline=time.monotonic() + settings.timeout,
+                                 verify=settings.verify, cert=settings.cert,
+                                 allow_redirects=False)
+        text = resp.body.decode("utf-8", "replace")[:2048] if resp.status >= 300 else ""
+        return resp.status, text, _retry_after(resp.headers.get("Retry-After"))
 
     def close(self) -> None:
         self.session.close()

@@ -47,6 +47,7 @@ log = structlog.get_logger(__name__)
 SWEEP_EVERY = 1.0
 EXPIRE_EVERY = 10.0
 SPILL_RETRY = 5.0           # seconds between attempts to open a spill that would not open
+REFUSED_LOG_EVERY = 60.0
 
 __all__ = ["Pipeline", "UplinkWorker"]
 
@@ -80,7 +81,11 @@ class Pipeline:
         self._lock = threading.RLock()
         self._wake = threading.Event()
         self._lanes: dict[str, Lane] = {}
-        self._registry: SeriesRegistry = SeriesRegistry(floor=float(config.uplink.stale_floor))
+        self._registry: SeriesRegistry = SeriesRegistry(
+            floor=float(config.uplink.stale_floor), max_series=config.uplink.max_series,
+            max_per_source=config.uplink.max_series_per_source)
+        self._refused_logged: dict[str, int] = {}
+        self._refused_log_at = -1e18
         self._markers = config.uplink.stale_markers
         self._seq = 0
         self._spill: Spill | None = None
@@ -229,8 +234,22 @@ class Pipeline:
             consumed = min((lane.buffer.consumed_seq for lane in self._lanes.values()),
                            default=self._seq)
             self._registry.free(consumed)
+            refused = dict(self._registry.refused)
         if n:
             log.debug("stale_markers", series=n)
+        self._log_refused(refused, now)
+
+    def _log_refused(self, refused: dict[str, int], now: float) -> None:
+        """Samples of new series past a bound: a warning at most once a minute."""
+        if refused == self._refused_logged or now - self._refused_log_at < REFUSED_LOG_EVERY:
+            return
+        since = {src: n - self._refused_logged.get(src, 0) for src, n in refused.items()
+                 if n != self._refused_logged.get(src, 0)}
+        self._refused_logged, self._refused_log_at = refused, now
+        reg = self._registry
+        log.warning("series_limit_reached", max_series=reg.max_series,
+                    max_series_per_source=reg.max_per_source, series=len(reg),
+                    refused_samples=since, note="samples of new series are not shipped")
 
     def retry_now(self) -> None:
         """SIGHUP: try a spill that would not open on the next step, not after the wait."""
@@ -262,6 +281,8 @@ class Pipeline:
             log.warning("reload_needs_restart", keys="spill.path", running=self._spill_path)
         with self._lock:
             self._registry.floor = float(config.uplink.stale_floor)
+            self._registry.max_series = config.uplink.max_series
+            self._registry.max_per_source = config.uplink.max_series_per_source
             self._markers = config.uplink.stale_markers
             spill.max_size = int(config.spill.max_size)
             spill.max_age = float(config.spill.max_age)
@@ -309,8 +330,11 @@ class Pipeline:
             lanes = list(self._lanes.values())
             series = len(self._registry)
             markers = self._registry.markers_sent
+            refused = self._registry.refused_samples
         receivers = [lane.status() for lane in lanes]
         dropped: dict[str, int] = dict(self._dropped_elsewhere)
+        if refused:
+            dropped["series_limit"] = refused      # before the buffers: for every receiver
         for r in receivers:
             for reason, n in r["dropped"].items():
                 dropped[reason] = dropped.get(reason, 0) + n

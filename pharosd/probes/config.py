@@ -106,9 +106,16 @@ class ExecProbeConfig:
         elif not self.command[0].startswith("/"):
             issues.append(("command", "expected an absolute path as the program, got "
                                       f"{self.command[0]!r}"))
-        for key in self.env:
+        for i, arg in enumerate(self.command):
+            # execve() takes C strings: a NUL would fail every run, so refuse it here.
+            # The argument is not shown: it may come from ${ENV} and be a secret.
+            if "\0" in arg:
+                issues.append((f"command[{i}]", "expected no NUL byte (\\0) in an argument"))
+        for key, value in self.env.items():
             if not key or "=" in key or "\0" in key:
                 issues.append(("env", f"expected environment variable names, got {key!r}"))
+            elif "\0" in value:   # the value is not shown: it may be a secret
+                issues.append((f"env.{key}", "expected no NUL byte (\\0) in the value"))
         return issues
 
 

@@ -32,7 +32,7 @@ import structlog
 from pharosd.errors import ProbeError
 from pharosd.probes.base import CheckResult, Probe
 from pharosd.probes.config import ExecProbeConfig
-from pharosd.probes.nagios import parse_output, perfdata_values
+from pharosd.probes.nagios import MAX_ITEMS, parse_output, perfdata_values
 from pharosd.units import format_duration
 
 log = structlog.get_logger(__name__)
@@ -278,6 +278,8 @@ class ExecProbe(Probe):
         super().__init__(cfg, every)
         self.env = child_env(cfg.env)
         self.perfdata_errors = 0         # malformed perfdata items and fields, in total
+        self.perfdata_truncated = 0      # perfdata items past MAX_ITEMS, in total
+        self._truncating = False
         self._last_problem: str | None = None
         self._live: set[int] = set()     # process groups of runs in flight
 
@@ -304,6 +306,7 @@ class ExecProbe(Probe):
                      dropped=run.stdout_dropped)
         output = parse_output(run.stdout.decode("utf-8", errors="replace"))
         self._count_problems(output.errors, output.problems)
+        self._count_truncated(output.truncated)
         values = [*perfdata_values(output.perfdata, RESERVED), duration]
         text = output.text or _first_line(run.stderr)
         sig = run.signal
@@ -315,6 +318,16 @@ class ExecProbe(Probe):
             return CheckResult.failed(f"exit code {code}" + (f": {text}" if text else ""),
                                       values)
         return CheckResult(code, text, tuple(values))
+
+    def _count_truncated(self, truncated: int) -> None:
+        """Count items past the limit; log when a run starts or stops cutting."""
+        self.perfdata_truncated += truncated
+        if truncated and not self._truncating:
+            log.warning("plugin_perfdata_truncated", probe=self.name, limit=MAX_ITEMS,
+                        dropped=truncated)
+        elif not truncated and self._truncating:
+            log.info("plugin_perfdata_within_limit", probe=self.name, limit=MAX_ITEMS)
+        self._truncating = truncated > 0
 
     def _count_problems(self, errors: int, problems: Sequence[str]) -> None:
         if not errors:

@@ -9,8 +9,11 @@ negative once expired; read over a separate connection without verification,
 so it is reported for certificates that fail verification too).
 
 ``requests`` is imported when the first check runs. A new session per
-check (no keep-alive between runs; ``trust_env`` off, so proxy variables
-and .netrc do not apply). Its per-socket-operation timeouts cannot bound a
+check (no keep-alive between runs); like all of pharosd's outgoing HTTP
+(``pharosd.httpclient``) it goes through ``HTTPS_PROXY``/``HTTP_PROXY``
+unless ``NO_PROXY`` matches or the host is loopback, and takes no CA bundle
+or .netrc from the environment. ``cert_expiry_days`` is read over a direct
+connection. Its per-socket-operation timeouts cannot bound a
 server that drips bytes, so the request runs on a helper thread and
 ``check`` waits for it until the deadline: a request still running then is
 reported as timed out and left to finish on its own; while it runs, the next
@@ -29,6 +32,7 @@ from urllib.parse import urlsplit
 
 import structlog
 
+from pharosd.httpclient import proxies_for
 from pharosd.probes.base import CheckResult, Probe, describe_error
 from pharosd.probes.config import HttpProbeConfig
 from pharosd.probes.status import OK, UNKNOWN_STATE
@@ -109,7 +113,7 @@ class HttpProbe(Probe):
                     cfg.method, cfg.url, headers=dict(cfg.headers),
                     data=None if cfg.body is None else cfg.body.encode(),
                     timeout=(remaining, remaining), allow_redirects=cfg.follow_redirects,
-                    verify=verify, stream=True,
+                    verify=verify, stream=True, proxies=proxies_for(cfg.url),
                 )
             except requests.exceptions.Timeout:
                 return self._fail(f"timed out after {format_duration(cfg.timeout)}")

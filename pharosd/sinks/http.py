@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import email.utils
 import threading
+import time
 from collections.abc import Iterable, Mapping
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -21,6 +22,7 @@ import structlog
 
 from pharosd import __version__
 from pharosd.errors import DeliveryError, PermanentDeliveryError
+from pharosd.httpclient import BoundedClient, new_session
 
 log = structlog.get_logger(__name__)
 
@@ -92,14 +94,13 @@ class HttpPoster:
         self.timeout = timeout
         self._session: Any = None
         self._lock = threading.Lock()
+        self._bounded = BoundedClient()      # whole-request deadline, capped body
         self._secrets = [s for s in (token, password, *self.headers.values()) if s]
 
     def _get_session(self) -> Any:
-        import requests
-
         with self._lock:
             if self._session is None:
-                s = requests.Session()
+                s = new_session()        # proxies from the environment, trust from config
                 s.headers["User-Agent"] = USER_AGENT
                 s.headers.update(self.headers)
                 if self.token is not None:
@@ -123,13 +124,14 @@ class HttpPoster:
         secrets = [*self._secrets, parts.query, parts.password or ""]
         try:
             # verify per request: a session's verify loses to $REQUESTS_CA_BUNDLE
-            resp = session.post(url, data=body, headers=dict(headers), timeout=self.timeout,
-                                allow_redirects=False, verify=self._verify())
-            excerpt = resp.content[:BODY_EXCERPT] if resp.content else b""
+            resp = self._bounded.post(session, url, data=body, headers=headers,
+                                      deadline=time.monotonic() + self.timeout,
+                                      allow_redirects=False, verify=self._verify())
+            excerpt = resp.body[:BODY_EXCERPT]
         except requests.exceptions.RequestException as e:
             raise DeliveryError(scrub(f"{where}: {type(e).__name__}: {e}", secrets)) from None
         try:
-            classify_response(resp.status_code, excerpt, resp.headers.get("Retry-After"),
+            classify_response(resp.status, excerpt, resp.headers.get("Retry-After"),
                               now_wall, where)
         except DeliveryError as e:
             msg = scrub(str(e), secrets)
