@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import random
 import signal
 import sqlite3
@@ -168,7 +167,7 @@ def test_corrupted_outbox_spill_and_alert_state_are_set_aside(tmp_path: Path,
                                                              daemons: list) -> None:
     state = tmp_path / "state"
     (state / "outbox").mkdir(parents=True)
-    garbage = os.urandom(8192)
+    garbage = b"this is not a database\n" * 400
     (state / "outbox" / "file.db").write_bytes(garbage)
     (state / "spill.db").write_bytes(garbage)
     (state / "alert-state.json").write_bytes(b'{"version": 1, "rules": [[[')

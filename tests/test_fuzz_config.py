@@ -96,7 +96,7 @@ mutations = st.lists(st.tuples(st.integers(0, 10**6), st.integers(0, 10**6),
                                st.integers(0, 10**6)), min_size=1, max_size=4)
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(base=st.integers(0, len(BASES) - 1), choices=mutations)
 def test_mutated_configs_load_or_give_positioned_errors(base: int,
                                                         choices: list[tuple[int, int, int]]
