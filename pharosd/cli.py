@@ -1,4 +1,5 @@
-"""Command line: ``pharosd run | check-config | status | watch | test-alert | silence | --version``.
+"""Command line: ``pharosd run | check-config | status | watch | test-alert | test-rules |
+silence | --version``.
 
 Exit codes (DESIGN.md): 0 clean stop or success, 1 bad config or usage,
 70 the supervisor gave up, 3 ``status`` or ``silence`` found no running daemon.
@@ -10,10 +11,13 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 from pharosd import __version__
 from pharosd.errors import ConfigError
+
+if TYPE_CHECKING:
+    from pharosd.config import LoadedConfig
 
 EXIT_USAGE = 1
 
@@ -53,6 +57,11 @@ def build_parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check-config", parents=[common],
                            help="validate a config file; exit 0, or 1 with every error")
     check.add_argument("path", nargs="?", help="config file (same as -c)")
+    check.add_argument("-v", "--verbose", action="store_true",
+                       help="list the files read (the main file and its drop-ins)")
+    check.add_argument("--dump", action="store_true",
+                       help="print the effective config (all files merged, defaults filled "
+                            "in, secrets redacted) as YAML")
     status = sub.add_parser("status", parents=[common], help="show the running daemon's state")
     status.add_argument("--json", action="store_true", help="machine-readable output")
     status.add_argument("--socket", metavar="PATH", help="control socket path")
@@ -66,6 +75,10 @@ def build_parser() -> argparse.ArgumentParser:
     test.add_argument("--sink", metavar="NAME", help="only this sink")
     test.add_argument("--level", choices=("info", "warning", "critical"), default="warning",
                       help="the level of the synthetic alert (default: warning)")
+    rules = sub.add_parser(
+        "test-rules", parents=[common],
+        help="run rule tests (input series, expected alerts) against a config's thresholds")
+    rules.add_argument("files", nargs="+", metavar="FILE", help="rule-test file (YAML)")
     from pharosd.control.silence import add_silence_arguments
 
     add_silence_arguments(sub, common)
@@ -88,6 +101,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return watch_main(args)
     from pharosd.config import load_config, resolve_config_path
 
+    if command == "test-rules":
+        from pharosd.testrules import run_files
+
+        return run_files(args.files, config=getattr(args, "config", None), environ=os.environ,
+                         out=sys.stdout, err=sys.stderr)
     if command == "silence":
         from pharosd.control.silence import silence_main
 
@@ -105,10 +123,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{mark}{loaded_name(path)}: {n} error{'s' if n != 1 else ''}", file=sys.stderr)
         return EXIT_USAGE
     if command == "check-config":
-        c = loaded.config
-        print(f"{loaded.source}: ok ({len(c.statistics)} statistics, {len(c.probes)} probes, "
-              f"{len(c.thresholds)} thresholds, {len(c.sinks)} sinks)")
-        return 0
+        return check_config_report(loaded, verbose=args.verbose, dump=args.dump)
     if command == "test-alert":
         from pharosd.alerting.routing import route_of
         from pharosd.sinks.testalert import run_test_alert
@@ -123,6 +138,30 @@ def main(argv: Sequence[str] | None = None) -> int:
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(code)
+
+
+def check_config_report(loaded: LoadedConfig, *, verbose: bool, dump: bool) -> int:
+    """``check-config``'s output for a valid config: what all files add (``-v``: each file
+    and what it adds), or with ``--dump`` the effective config."""
+    if dump:
+        from pharosd.config.dump import dump_config
+
+        sys.stdout.write(dump_config(loaded.config))
+        return 0
+    c = loaded.config
+    drop_ins = len(loaded.files) - 1
+    also = f"; {drop_ins} drop-in{'s' if drop_ins != 1 else ''}" if drop_ins > 0 else ""
+    print(f"{loaded.source}: ok ({len(c.statistics)} statistics, {len(c.probes)} probes, "
+          f"{len(c.thresholds)} thresholds, {len(c.sinks)} sinks, "
+          f"{len(c.maintenance)} maintenance windows{also})")
+    if verbose:
+        from pharosd.config.include import describe_added
+
+        for path, added in zip(loaded.files, loaded.added, strict=False):
+            print(f"  read {path}: {describe_added(added)}")
+        if not loaded.files:
+            print(f"  read {loaded.source}")
+    return 0
 
 
 def _state_dir_for_socket(args: argparse.Namespace) -> str | None:

@@ -1,15 +1,17 @@
 """The daemon: builds the workers from a config, supervises them, talks to systemd.
 
-The main thread runs ``Daemon.run``: signal handlers only enqueue the
-signal number; the loop drains that queue (SIGTERM/SIGINT stop, SIGHUP
-reloads and reopens files), lets the supervisor restart crashed workers,
+``pharosd run`` and ``pharosd.api`` share one path: ``start()`` builds and
+starts every worker, ``serve()`` runs the supervisor's loop until a stop. The
+main-thread parts are options: ``signals`` (handlers that only enqueue the
+signal number) and ``sd_notify``; without them ``serve()`` may run on any
+thread, and ``request_stop()`` ends it. The loop drains the queue
+(SIGTERM/SIGINT or ``request_stop()`` stop, SIGHUP reloads and reopens
+files), lets the supervisor restart crashed workers,
 sends ``READY=1`` after the first collection and ``WATCHDOG=1`` at half the
 watchdog interval while every worker's heartbeat is fresh.
 
-Nothing that can heal is fatal: a state directory, spill or outbox that
-cannot be written at start (read-only, full, not a directory) is logged,
-shown in ``status`` (``problems``) and ``STATUS=``, and retried; alerts go
-on through the sinks, samples and events wait in memory (bounded).
+Nothing that can heal is fatal: an unusable state directory, spill or outbox
+is logged, shown in ``status`` and ``STATUS=``, and retried (``statedir``).
 
 A reload builds every new part first and swaps only when all of them
 built: a config that does not parse, or a sink that cannot be built, is
@@ -23,29 +25,27 @@ from __future__ import annotations
 import os
 import queue
 import signal
-import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import structlog
 
 from pharosd import __version__, faults
-from pharosd.alerting.config import MaintenanceConfig, ThresholdConfig
 from pharosd.alerting.dispatch import NotifierWorker
 from pharosd.alerting.evaluator import Evaluator
-from pharosd.alerting.maintenance import Schedule, Window, local_zone
-from pharosd.alerting.routing import Route, route_of
 from pharosd.alerting.rules import compile_rules
 from pharosd.alerting.worker import EvaluatorWorker
+from pharosd.assembly import all_thresholds, build_sources, routes, schedule
 from pharosd.bus import Bus
+from pharosd.clock import Clock, SystemClock
 from pharosd.collection.worker import Collector
 from pharosd.config import LoadedConfig, load_config
 from pharosd.config.loader import issue_at
 from pharosd.config.schema import Config
 from pharosd.control.protocol import Command, Peer, default_socket_path
 from pharosd.control.server import ControlServer
-from pharosd.errors import ConfigError, PharosError, SupervisorGaveUp
+from pharosd.errors import ConfigError, PharosError, SupervisorGaveUp, describe_error
 from pharosd.http.config import HttpConfig
 from pharosd.http.store import LatestValues
 from pharosd.http.view import LiveView, listener_families
@@ -59,14 +59,12 @@ from pharosd.http.worker import (
 from pharosd.model import labels_of
 from pharosd.notify import Notifier
 from pharosd.pipeline.worker import Pipeline
-from pharosd.probes.factory import build_probe, status_thresholds
-from pharosd.sinks.config import SinkConfig
+from pharosd.sinks.config import SinkConfig, delivery_part
 from pharosd.sinks.factory import build_sink
 from pharosd.sinks.outbox import outbox_path
 from pharosd.sinks.worker import SinkWorker
 from pharosd.source import Source
-from pharosd.statedir import StateDir
-from pharosd.statistics.factory import build_statistic
+from pharosd.statedir import StateDir, problems
 from pharosd.supervisor import Supervisor
 from pharosd.worker import Worker
 
@@ -76,6 +74,7 @@ EXIT_OK = 0
 EXIT_CONFIG = 1
 EXIT_GAVE_UP = 70
 STOP_TIMEOUT = 4.0
+STOP_REQUEST = 0          # queued by request_stop(); never a signal number
 
 
 @dataclass
@@ -84,49 +83,30 @@ class _SinkSlot:
     worker: SinkWorker
 
 
-def all_thresholds(config: Config) -> list[ThresholdConfig]:
-    """The configured thresholds plus one status threshold per probe."""
-    return [*config.thresholds, *status_thresholds(config.probes)]
-
-
-def routes(config: Config) -> list[Route]:
-    return [route_of(s) for s in config.sinks]
-
-
-def schedule(windows: tuple[MaintenanceConfig, ...], environ: Mapping[str, str]) -> Schedule:
-    """The maintenance windows, read in the host's local time zone."""
-    return Schedule(tuple(Window.of(m.name, m.start, m.duration, m.days, m.rules, m.labels)
-                          for m in windows), local_zone(environ))
-
-
-def build_sources(config: Config) -> list[Source]:
-    sources: list[Source] = [build_statistic(s, config.interval) for s in config.statistics]
-    sources += [build_probe(p, config.interval) for p in config.probes]
-    return sources
-
-
-def describe(exc: BaseException) -> str:
-    """An unexpected exception in one line: its type and its first 300 characters."""
-    text = str(exc)
-    return f"{type(exc).__name__}: {text[:300]}" if text else type(exc).__name__
-
-
 class Daemon:
     def __init__(self, loaded: LoadedConfig, *, config_path: str | None,
-                 environ: Mapping[str, str] | None = None) -> None:
+                 environ: Mapping[str, str] | None = None, signals: bool = True,
+                 sd_notify: bool = True,
+                 reload_config: Callable[[], LoadedConfig] | None = None,
+                 clock: Clock | None = None) -> None:
+        self.clock: Clock = clock or SystemClock()
         self.environ = dict(os.environ if environ is None else environ)
         self.loaded = loaded
         self.config_path = config_path
-        self.notifier = Notifier(self.environ)
+        self._reload_config = reload_config or (   # the file again, or the embedder's
+            lambda: load_config(self.config_path, environ=self.environ))
+        self.signals = signals
+        self.notifier = Notifier(self.environ if sd_notify else {})
         self._signals: queue.SimpleQueue[int] = queue.SimpleQueue()
         self._faults = faults.parse(self.environ)
         cfg = loaded.config
         self.host = cfg.resolved_host()
         self.state_dir = cfg.resolved_state_dir()
-        self.supervisor = Supervisor(cfg.supervisor.max_restarts, cfg.supervisor.period)
+        self.supervisor = Supervisor(cfg.supervisor.max_restarts, cfg.supervisor.period,
+                                     clock=self.clock)
         self.bus = Bus()
         self.sinks: dict[str, _SinkSlot] = {}
-        self.started_at = time.time()
+        self.started_at = self.clock.wall()
         self.reload_state: dict[str, Any] = {"ok": True, "at": None, "errors": []}
         self.ready = False
         self._uplink_names: set[str] = set()
@@ -138,8 +118,8 @@ class Daemon:
     # -- building ----------------------------------------------------------
 
     def _sink_worker(self, cfg: SinkConfig) -> SinkWorker:
-        sink = build_sink(cfg, state_dir=self.state_dir, host=self.host)
-        return SinkWorker(sink, cfg, outbox_path(self.state_dir, cfg.name))
+        sink = build_sink(cfg, state_dir=self.state_dir, host=self.host, clock=self.clock)
+        return SinkWorker(sink, cfg, outbox_path(self.state_dir, cfg.name), clock=self.clock)
 
     def _supervise(self, worker: Worker) -> None:
         self.supervisor.start(faults.wrap(worker, self._faults))
@@ -155,21 +135,22 @@ class Daemon:
         self.alerts_out.load()
         self.bus.subscribe("notifier", self.alerts_out.publish)
         self.evaluator = EvaluatorWorker(
-            Evaluator(all_thresholds(cfg), cfg, self.host), self.bus,
-            state_path=os.path.join(self.state_dir, "alert-state.json"))
-        self.pipeline = Pipeline(cfg, state_dir=self.state_dir, host=self.host)
+            Evaluator(all_thresholds(cfg), cfg, self.host), self.bus, clock=self.clock,
+            state_path=os.path.join(self.state_dir, "alert-state.json"),
+            reconcile=self.alerts_out.reconcile)
+        self.pipeline = Pipeline(cfg, state_dir=self.state_dir, host=self.host, clock=self.clock)
         sources = build_sources(cfg)
         if self.pipeline.enabled or cfg.http.enabled:
             sources.append(self._telemetry(cfg))
         # offer() is a no-op while no receiver is configured; a reload may add one.
         consumers = [self.evaluator.submit, self.pipeline.offer, self.latest.offer]
-        self.collector = Collector(sources, consumers)
+        self.collector = Collector(sources, consumers, clock=self.clock)
         self.control = ControlServer(default_socket_path(self.environ, self.state_dir),
-                                     self.state, commands=self._commands())
+                                     self.state, commands=self._commands(), clock=self.clock)
         self.bus.subscribe("watchers", self.control.publish)    # `pharosd watch`
         if cfg.http.enabled:
             self.http = HttpWorker(self._open_listener(cfg.http, self.loaded.source),
-                                   self._view())
+                                   self._view(), clock=self.clock)
 
     def _submitters(self) -> dict[str, Any]:
         return {name: slot.worker.submit for name, slot in self.sinks.items()}
@@ -190,16 +171,9 @@ class Daemon:
 
     def problems(self) -> list[str]:
         """What is degraded now and heals by itself once fixed (``status``, STATUS=)."""
-        out: list[str] = []
-        if self.state_store.error is not None:
-            out.append(f"state_dir {self.state_dir}: {self.state_store.error}")
-        if self.pipeline.enabled and self.pipeline.spill_error is not None:
-            out.append(f"spill: {self.pipeline.spill_error} (samples kept in memory)")
-        for name, slot in list(self.sinks.items()):
-            st = slot.worker.outbox_state()
-            if st is not None:
-                out.append(f"sink {name}: outbox {st} (events kept in memory)")
-        return out
+        spill = self.pipeline.spill_error if self.pipeline.enabled else None
+        return problems(self.state_store, spill,
+                        {n: s.worker.outbox_state() for n, s in list(self.sinks.items())})
 
     def _sync_uplink_workers(self) -> None:
         """Start the uplink's workers when a reload turned it on; stop them when off."""
@@ -215,7 +189,8 @@ class Daemon:
     def _telemetry(self, cfg: Config) -> Source:
         from pharosd.pipeline.telemetry import TelemetrySource  # only with an uplink or http
 
-        return TelemetrySource(self.pipeline, self._supervisor_stats, cfg.interval)
+        return TelemetrySource(self.pipeline, self._supervisor_stats, cfg.interval,
+                               clock=self.clock)
 
     def _supervisor_stats(self) -> dict[str, float]:
         return {"restarts": float(self.supervisor.total_restarts)}
@@ -246,11 +221,11 @@ class Daemon:
 
             return HELP.get(metric) or metric_help(metric)
 
-        return LiveView(self.latest, state=self.state, alerts=self.evaluator.open_alerts,
+        return LiveView(self.latest, state=self.state, alerts=self._alerts_with_holds,
                         ready=self.collector.first_collection.is_set,
                         healthy=lambda: not self._gave_up, help_for=help_for,
                         refresh=lambda: float(self.loaded.config.http.refresh),
-                        counters=counters)
+                        counters=counters, clock=self.clock)
 
     def _prepare_http(self, cfg: HttpConfig, source: str) -> Listener | None:
         """Open what a reload needs before the swap: a new listener when the address
@@ -283,7 +258,7 @@ class Daemon:
             self.http.reconfigure(prepared)
             log.info("http_reconfigured", listen=cfg.listen)
             return
-        self.http = HttpWorker(prepared, self._view())
+        self.http = HttpWorker(prepared, self._view(), clock=self.clock)
         self._supervise(self.http)
 
     # -- running -----------------------------------------------------------
@@ -292,12 +267,19 @@ class Daemon:
         self._signals.put(signum)
 
     def run(self) -> int:
+        """``pharosd run``: start, then serve on this (the main) thread."""
         try:
-            self._build()
+            self.start()
         except PharosError as exc:
             log.error("startup_failed", error=str(exc))
             return EXIT_CONFIG
-        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        return self.serve()
+
+    def start(self) -> None:
+        """Build every worker and start it; raises ``PharosError`` when a part cannot
+        be built. Workers added with ``add_worker`` before ``serve`` are supervised too."""
+        self._build()
+        for signum in self._handled_signals():
             signal.signal(signum, self._on_signal)
         for slot in self.sinks.values():
             self._supervise(slot.worker)
@@ -315,21 +297,38 @@ class Daemon:
                  thresholds=len(self.loaded.config.thresholds),
                  sinks=len(self.sinks), uplink=self.pipeline.enabled,
                  http=self.loaded.config.http.listen)
+
+    def add_worker(self, worker: Worker) -> None:
+        """Supervise one more worker (between ``start`` and ``serve``)."""
+        self._supervise(worker)
+
+    def request_stop(self) -> None:
+        """Ask ``serve`` to shut down (from any thread); it returns 0."""
+        self._signals.put(STOP_REQUEST)
+
+    def serve(self) -> int:
+        """The supervisor's loop until a stop; returns the exit code."""
         try:
             return self._loop()
         finally:
-            for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            for signum in self._handled_signals():
                 signal.signal(signum, signal.SIG_DFL)
+
+    def _handled_signals(self) -> tuple[int, ...]:
+        return (signal.SIGTERM, signal.SIGINT, signal.SIGHUP) if self.signals else ()
 
     def _loop(self) -> int:
         wd = self.notifier.watchdog_interval
-        next_ping = time.monotonic()
+        next_ping = self.clock.monotonic()
         while True:
-            timeout = 1.0 if wd is None else max(0.0, min(1.0, next_ping - time.monotonic()))
+            timeout = 1.0 if wd is None else max(0.0, min(1.0, next_ping - self.clock.monotonic()))
             try:
                 signum: int | None = self._signals.get(timeout=timeout)
             except queue.Empty:
                 signum = None
+            if signum == STOP_REQUEST:
+                log.info("stop_requested", by="request_stop")
+                return self._shutdown(EXIT_OK)
             if signum in (signal.SIGTERM, signal.SIGINT):
                 log.info("stop_requested", signal=signal.Signals(signum).name)
                 return self._shutdown(EXIT_OK)
@@ -349,19 +348,19 @@ class Daemon:
                 log.info("daemon_ready")
             elif self.ready:
                 self.notifier.status(self.status_line())
-            if wd is not None and time.monotonic() >= next_ping:
+            if wd is not None and self.clock.monotonic() >= next_ping:
                 hung = self.supervisor.hung()
                 if hung:
                     log.error("watchdog_withheld", hung_workers=hung)
                 else:
                     self.notifier.watchdog()
-                next_ping = time.monotonic() + wd
+                next_ping = self.clock.monotonic() + wd
 
     def _shutdown(self, code: int) -> int:
         self.notifier.stopping()
-        deadline = time.monotonic() + STOP_TIMEOUT
+        deadline = self.clock.monotonic() + STOP_TIMEOUT
         self.supervisor.stop("collector", timeout=1.0)
-        self.supervisor.stop_all(timeout=max(0.5, deadline - time.monotonic()))
+        self.supervisor.stop_all(timeout=max(0.5, deadline - self.clock.monotonic()))
         for slot in self.sinks.values():
             slot.worker.close()
         self.pipeline.close()
@@ -379,10 +378,9 @@ class Daemon:
             slot.worker.reopen()
         self.state_store.check()         # an operator who fixed the disk may say so with HUP
         self.pipeline.retry_now()
-        source = self.config_path
         log.info("reload_requested", config=self.loaded.source)
         try:
-            new = load_config(source, environ=self.environ)
+            new = self._reload_config()
             self._apply(new)
         except Exception as exc:    # whatever it is, the running config stays
             if isinstance(exc, ConfigError):
@@ -391,16 +389,17 @@ class Daemon:
                 errors = [str(exc)]
             else:
                 errors = [f"{self.loaded.source}: the new config could not be applied: "
-                          f"{describe(exc)}"]
-                log.error("reload_crashed", error=describe(exc), exc_info=True)
+                          f"{describe_error(exc)[:300]}"]
+                log.error("reload_crashed", error=describe_error(exc)[:300], exc_info=True)
             for err in errors:
                 log.error("reload_failed", error=err)
-            self.reload_state = {"ok": False, "at": time.time(), "errors": errors}
+            self.reload_state = {"ok": False, "at": self.clock.wall(), "errors": errors}
             self.notifier.status(self.status_line())
             return False
-        self.reload_state = {"ok": True, "at": time.time(), "errors": []}
+        self.reload_state = {"ok": True, "at": self.clock.wall(), "errors": []}
         self.notifier.ready(self.status_line())
-        log.info("reload_done", config=new.source, digest=new.digest[:12])
+        log.info("reload_done", config=new.source, digest=new.digest[:12],
+                 drop_ins=max(0, len(new.files) - 1))
         return True
 
     def _apply(self, new: LoadedConfig) -> None:
@@ -416,7 +415,7 @@ class Daemon:
         try:
             for name, sink_cfg in new_sinks.items():
                 slot = self.sinks.get(name)
-                if slot is None or slot.cfg != sink_cfg:
+                if slot is None or delivery_part(slot.cfg) != delivery_part(sink_cfg):
                     built[name] = self._sink_worker(sink_cfg)
             sources = build_sources(cfg)
             thresholds = all_thresholds(cfg)
@@ -439,11 +438,15 @@ class Daemon:
             del self.sinks[name]
         for name, worker in built.items():
             self.sinks[name] = _SinkSlot(new_sinks[name], worker)
+        for name, slot in self.sinks.items():
+            slot.cfg = new_sinks[name]              # a filter or repeat that changed
         self.alerts_out.reconfigure(routes(cfg), schedule(cfg.maintenance, self.environ),
                                     self._submitters())
         for slot in old_slots.values():
             self.supervisor.stop(slot.worker.name, timeout=2.0)
             slot.worker.close()
+            if name in built:    # the same sink, rebuilt: its counts go on
+                built[name].carry_over(slot.worker)
         for worker in built.values():
             self._supervise(worker)
         self.evaluator.reconfigure(thresholds, cfg)
@@ -478,7 +481,7 @@ class Daemon:
             "started_at": self.started_at,
             "host": self.host,
             "config": {"source": self.loaded.source, "loaded_at": self.loaded.loaded_at,
-                       "digest": self.loaded.digest},
+                       "digest": self.loaded.digest, "files": list(self.loaded.files)},
             "reload": dict(self.reload_state),
             "problems": self.problems(),
             "workers": self.supervisor.status(),

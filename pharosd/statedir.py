@@ -6,7 +6,8 @@ logged once (``state_dir_unavailable``), kept in ``error`` for ``status``,
 and tried again by ``maybe_retry()`` every ``RETRY`` seconds (and at once by
 ``check()``, on SIGHUP) until it works (``state_dir_recovered``). Nothing
 here stops the daemon: the outboxes, the spill and the alert state each
-fall back to memory meanwhile.
+fall back to memory meanwhile. ``problems`` words what is degraded for
+``status`` and systemd's ``STATUS=``.
 """
 
 from __future__ import annotations
@@ -50,3 +51,17 @@ class StateDir:
         """Called from the main loop: try again when unusable and the wait is over."""
         if self.error is not None and time.monotonic() >= self._next:
             self.check()
+
+
+def problems(state: StateDir, spill_error: str | None,
+             outboxes: dict[str, str | None]) -> list[str]:
+    """The degraded parts, for ``status`` and ``STATUS=``: the state directory, the
+    spill (``spill_error``) and each sink's outbox (name -> its trouble or None)."""
+    out: list[str] = []
+    if state.error is not None:
+        out.append(f"state_dir {state.path}: {state.error}")
+    if spill_error is not None:
+        out.append(f"spill: {spill_error} (samples kept in memory)")
+    out += [f"sink {name}: outbox {trouble} (events kept in memory)"
+            for name, trouble in outboxes.items() if trouble is not None]
+    return out

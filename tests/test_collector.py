@@ -393,6 +393,31 @@ def test_reconfigure_keeps_unchanged_adds_new_drops_removed(start: Any) -> None:
     assert vals == [float(i) for i in range(1, len(vals) + 1)]
 
 
+class Closable(FakeSource):
+    """A source with close() and counters(), as a Python statistic has."""
+
+    closed = 0
+
+    def close(self) -> None:
+        self.closed += 1
+
+    def counters(self) -> dict[str, int]:
+        return {"samples_invalid": 7}
+
+
+def test_removed_sources_are_closed_and_counters_shown(start: Any) -> None:
+    kept = Closable("kept", key=("k", 1))
+    removed = Closable("removed", key=("r", 1))
+    c = Collector([kept, removed], [Recorder()])
+    running = start(c)
+    wait_until(lambda: kept.calls >= 1 and removed.calls >= 1, "first runs")
+    assert c.status()["kept"]["samples_invalid"] == 7
+    c.reconfigure([Closable("kept", key=("k", 1))])
+    assert (removed.closed, kept.closed) == (1, 0)       # only what the reload removed
+    running.stop()
+    assert kept.closed == 1                              # and the rest when the run ends
+
+
 def test_reconfigure_keeps_a_statistic_and_its_rate_state(start: Any) -> None:
     polls = {"old": 0, "new": 0}
 

@@ -436,7 +436,7 @@ def test_duplicate_keys_anywhere():
         "pharos.yaml:9:5: thresholds[0]: duplicate key 'name' (first at line 5)",
         "pharos.yaml:10:1: unknown key 'nonsense' (known keys: interval, soak, cool, level, "
         "host, state_dir, statistics, probes, thresholds, sinks, maintenance, buffer, spill, "
-        "uplink, supervisor, http)",
+        "uplink, supervisor, http, include, plugin_dirs)",
         "pharos.yaml:12:3: nonsense: duplicate key 'x' (first at line 11)",
     ]
 
@@ -510,8 +510,7 @@ def test_design_example_error_line():
      "1:14: statistics[0]: expected one of cpu, load, memory, swap, disk, diskio, network, "
      "processes, files, uptime, temperature, pressure, services, got 'cpuu', did you mean 'cpu'?"),
     ("statistics: [[cpu]]\n",
-     "1:14: statistics[0]: expected one of cpu, load, memory, swap, disk, diskio, network, "
-     "processes, files, uptime, temperature, pressure, services or a mapping, got a list"),
+     "1:14: statistics[0]: expected a string or a mapping, got a list"),
     ("statistics: [{name: cpu, per_core: yes}]\n",
      "1:36: statistics[0].per_core: expected true or false, got 'yes'"),
     ("statistics: [{name: cpu, per_core: 1}]\n",

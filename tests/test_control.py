@@ -488,18 +488,18 @@ def test_find_socket_picks_an_existing_socket(serve, sockdir):
 def test_render_full_state():
     text = render_status(FAKE_STATE, now=NOW)
     lines = text.splitlines()
-    assert lines[0] == "pharosd 0.1.0, pid 4242, started 2023-11-14T21:11:40.000Z (1h01m ago)"
-    assert lines[1] == ("config:  /etc/pharos.yaml, loaded 2023-11-14T22:12:15.000Z (1m05s ago),"
+    assert lines[0] == "pharosd 0.1.0, pid 4242, started 2023-11-14T21:11:40.000Z (1h1m ago)"
+    assert lines[1] == ("config:  /etc/pharos.yaml, loaded 2023-11-14T22:12:15.000Z (1m5s ago),"
                         " digest 0123456789ab")
-    assert lines[2] == "reload:  ok 2023-11-14T22:12:20.000Z (1m00s ago)"
+    assert lines[2] == "reload:  ok 2023-11-14T22:12:20.000Z (1m ago)"
     assert "Workers (2)" in lines
     i = lines.index("Workers (2)")
     assert lines[i + 1].split() == ["NAME", "ALIVE", "RESTARTS", "HEARTBEAT"]
-    assert lines[i + 2].split() == ["collector", "yes", "0", "0.2s", "ago"]
+    assert lines[i + 2].split() == ["collector", "yes", "0", "250ms", "ago"]
     assert lines[i + 3].split() == ["sink:webhook", "NO", "3", "42s", "ago"]
     i = lines.index("Open alerts (1)")
     assert lines[i + 2].split() == ["root-full", "mount=/", "critical", "firing",
-                                    "2023-11-14T22:08:20.000Z", "(5m00s", "ago)"]
+                                    "2023-11-14T22:08:20.000Z", "(5m", "ago)"]
     i = lines.index("Sinks (2)")
     assert lines[i + 1].split() == ["NAME", "BACKLOG", "DELIVERED", "DROPPED", "LAST", "ERROR"]
     assert lines[i + 2].split() == ["file", "0", "12", "0", "-"]
@@ -534,7 +534,7 @@ def test_render_failed_reload_lists_every_error():
     text = render_status({"reload": {"ok": False, "at": NOW, "errors": [
         "pharos.yaml:14:12: thresholds[2].above: expected a number, got 'ninety'",
         "pharos.yaml:20:3: sinks[0].kind: expected one of file, log"]}}, now=NOW)
-    assert "reload:  FAILED 2023-11-14T22:13:20.000Z (0.0s ago), 2 error(s)" in text
+    assert "reload:  FAILED 2023-11-14T22:13:20.000Z (0s ago), 2 error(s)" in text
     assert "pharos.yaml:14:12: thresholds[2].above" in text
     assert "pharos.yaml:20:3: sinks[0].kind" in text
 
@@ -542,7 +542,7 @@ def test_render_failed_reload_lists_every_error():
 def test_render_accepts_rfc3339_times_and_label_pairs():
     text = render_status({"alerts": [{"rule": "disk", "labels": [["mount", "/var"]],
                                       "since": "2023-11-14T22:12:20.000Z"}]}, now=NOW)
-    assert "mount=/var" in text and "(1m00s ago)" in text
+    assert "mount=/var" in text and "(1m ago)" in text
 
 
 def test_render_neutralises_terminal_control_characters():
@@ -573,12 +573,12 @@ def test_render_collector_pipeline_and_http_as_tables():
     i = lines.index("Sources (1)")
     assert lines[i + 1].split() == ["NAME", "EVERY", "LAST", "RUN", "RUNS", "FAILURES",
                                     "SKIPPED", "MISSED", "LAST", "ERROR"]
-    assert lines[i + 2].split() == ["cpu", "10s", "3.0s", "ago", "5", "1", "0", "2",
+    assert lines[i + 2].split() == ["cpu", "10s", "3s", "ago", "5", "1", "0", "2",
                                     "OSError:", "x"]
     i = lines.index("Sinks (1)")
     assert lines[i + 2].split() == ["f", "3", "1m40s", "ago"]
     i = lines.index("Receivers (1)")
-    assert lines[i + 2].split() == ["vm", "yes", "5", "0", "2KiB", "100", "0", "1.5s"]
+    assert lines[i + 2].split() == ["vm", "yes", "5", "0", "2KiB", "100", "0", "2s"]
     i = lines.index("HTTP listener")
     assert lines[i + 2].split() == ["127.0.0.1:9612", "off", "on", "1", "5", "0", "2", "0"]
     assert "1.7e+09" not in text and "every=" not in text

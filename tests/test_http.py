@@ -29,6 +29,7 @@ from pharosd.http.exposition import (
     format_value,
     kind_of,
     sample_families,
+    silenced_family,
 )
 from pharosd.http.page import probes_from, render_page
 from pharosd.http.protocol import HttpError, head_end, parse_head
@@ -102,6 +103,24 @@ def test_alerts_like_prometheus_alerts():
     assert 'rule="ok"' not in text and "spoofed" not in text
 
 
+def test_silenced_alerts_are_a_family_of_their_own():
+    held = {"kind": "silence", "id": "3f2a", "comment": "swap", "until": 1.0}
+    alerts = [
+        {"rule": "disk", "level": "critical", "status": "firing", "silenced_by": held,
+         "labels": {"mount": "/", "by": "spoofed"}},
+        {"rule": "load", "level": "warning", "status": "pending", "labels": {},
+         "silenced_by": {**held, "kind": "maintenance"}},
+        {"rule": "cpu", "level": "info", "status": "firing", "labels": {}},
+    ]
+    text = render(silenced_family(alerts))
+    assert 'pharos_alert_silenced{by="silence",mount="/",rule="disk"} 1' in text
+    assert 'pharos_alert_silenced{by="maintenance",rule="load"} 1' in text
+    assert 'rule="cpu"' not in text and "spoofed" not in text
+    # pharos_alert is unchanged by a silence (as ALERTS): same series either way.
+    plain = [{k: v for k, v in a.items() if k != "silenced_by"} for a in alerts]
+    assert render(alert_family(alerts)) == render(alert_family(plain))
+
+
 def test_promtool_accepts_a_full_exposition():
     promtool = require_binary("promtool")
     store = LatestValues()
@@ -113,6 +132,9 @@ def test_promtool_accepts_a_full_exposition():
     families = sample_families(store.snapshot(), lambda m: f"help of {m}\nsecond line")
     families.append(alert_family([{"rule": "r", "level": "info", "status": "firing",
                                    "labels": {"mount": "/"}}]))
+    families.append(silenced_family([{"rule": "r", "level": "info", "status": "firing",
+                                      "labels": {"mount": "/"},
+                                      "silenced_by": {"kind": "silence"}}]))
     families.append(Family("pharosd.http_requests_total", "counter", "requests",
                            [((("code", "200"),), 5.0)]))
     body = Exposition().render(families)
@@ -217,7 +239,7 @@ def test_page_escapes_everything_and_counts_alerts():
     for raw in ("<img", "<boom>", "<bad>", "r<1>", "<h>"):
         assert raw not in html
     assert "&lt;img src=x onerror=1&gt;" in html and "CRITICAL" in html
-    assert "a &amp; b" in html and "1m00s" in html and "the previous config" in html
+    assert "a &amp; b" in html and "<td>1m</td>" in html and "the previous config" in html
     assert '<meta http-equiv="refresh" content="5">' in html
     assert "<script" not in html and "http://" not in html and "https://" not in html
 

@@ -298,3 +298,56 @@ def test_import_state_skips_unreadable_entries_and_forgets_removed_sinks():
     assert m.import_state(data) == 1
     assert m.told(event().fingerprint) == {"a": T0}
     assert sinks_of(m.publish(event("resolved"), T0 + 5)) == ["a"]
+
+
+def test_an_event_published_again_after_a_restart_is_dropped_once_routed():
+    """The evaluator republishes what it saved but may not have published (a crash);
+    what the notifier already routed is not delivered twice, across its own restart."""
+    n = Notifier([Route("a")])
+    fire = event()
+    assert sinks_of(n.publish(fire, T0)) == ["a"]
+    assert n.publish(fire, T0 + 1) == [] and n.counters["duplicates"] == 1
+    m = Notifier([Route("a")])
+    m.import_state(json.loads(json.dumps(n.export_state())))
+    assert m.publish(fire, T0 + 2) == []
+    resolved = event("resolved", at=T0 + 3)
+    assert sinks_of(m.publish(resolved, T0 + 3)) == ["a"]
+    k = Notifier([Route("a")])
+    k.import_state(json.loads(json.dumps(m.export_state())))
+    assert k.publish(resolved, T0 + 4) == []          # not "unknown alert: to every sink"
+    assert k.counters["duplicates"] == 1
+
+
+def test_remembered_ids_are_bounded_oldest_forgotten_first():
+    from pharosd.alerting.notifier import RECENT_IDS
+
+    n = Notifier([Route("a")])
+    ids = [f"e{i}" for i in range(RECENT_IDS + 5)]
+    for i, eid in enumerate(ids):
+        n.publish(replace(event(labels={"n": str(i)}), id=eid), T0)
+    recent = n.export_state()["recent"]
+    assert recent == ids[5:]
+    assert sinks_of(n.publish(replace(event(labels={"n": "0"}), id="e0"), T0)) == []  # open
+    assert n.counters["duplicates"] == 0
+
+
+def test_reconcile_closes_alerts_the_evaluator_does_not_have_open():
+    n = Notifier([Route("a", repeat=60.0), Route("pager", RouteFilter.of(levels=["critical"]))],
+                 ids=counter_ids())
+    kept, lost = event(labels={"mount": "/"}), event(labels={"mount": "/srv"})
+    silenced = event(rule="quiet")
+    n.silences.add(new_silence("s1", ["quiet"], {}, now=T0, ends_at=T0 + 3600,
+                               comment="", created_by=0), T0)
+    for e in (kept, lost, silenced):
+        n.publish(e, T0)
+    out = n.reconcile({kept.fingerprint}, T0 + 10)
+    assert [(d.sink, d.event.status, d.event.fingerprint) for d in out] == [
+        ("a", "resolved", lost.fingerprint)]          # told sinks only; the silenced: none
+    closing = out[0].event
+    assert closing.id == "r0" and closing.at == T0 + 10 and closing.started_at == T0
+    assert "no longer evaluated" in closing.summary and not closing.reminder
+    assert [e.fingerprint for e in n.open_alerts()] == [kept.fingerprint]
+    assert n.counters["reconciled"] == 2
+    # Forgotten: no reminder follows, and a late resolved from nowhere is news to none.
+    assert sinks_of(n.tick(T0 + 120)) == ["a"]       # the kept alert's reminder only
+    assert n.reconcile({kept.fingerprint}, T0 + 121) == []

@@ -190,7 +190,10 @@ def test_contents(deb):
         "usr/bin/pharosd": "-rwxr-xr-x",
         "lib/systemd/system/pharosd.service": "-rw-r--r--",
         "etc/pharos.yaml": "-rw-r--r--",
+        "etc/pharos.d/README": "-rw-r--r--",
+        "usr/share/doc/pharosd/examples/pharos.tests.yaml": "-rw-r--r--",
         "usr/share/man/man8/pharosd.8.gz": "-rw-r--r--",
+        "usr/share/man/man8/pharosd-test-rules.8.gz": "-rw-r--r--",
         "usr/share/man/man5/pharos.yaml.5.gz": "-rw-r--r--",
         "usr/share/doc/pharosd/copyright": "-rw-r--r--",
         "usr/share/doc/pharosd/changelog.Debian.gz": "-rw-r--r--",
@@ -221,7 +224,8 @@ def test_files_are_the_tree_s_files(unpacked):
 
 def test_control_area(unpacked):
     ctl = unpacked / "DEBIAN"
-    assert (ctl / "conffiles").read_text().split() == ["/etc/pharos.yaml"]
+    assert (ctl / "conffiles").read_text().split() == [
+        "/etc/pharos.yaml", "/etc/pharos.d/README"]
     for script in ("postinst", "prerm", "postrm"):
         path = ctl / script
         assert stat.S_IMODE(path.stat().st_mode) == 0o755, script
@@ -256,7 +260,10 @@ def test_man_pages_render_without_warnings(unpacked):
     require_tool("groff", "groff-base")
     man = unpacked / "usr/share/man"
     for page, must in (("man8/pharosd.8.gz", ("SIGHUP", "EXIT STATUS", "/etc/pharos.yaml",
-                                              "70", "check-config", "status")),
+                                              "70", "check-config", "status",
+                                              "test-rules", "--dump", "/etc/pharos.d/")),
+                       ("man8/pharosd-test-rules.8.gz", ("expect", "a+bxn", "EXIT STATUS",
+                                                         "pharos.tests.yaml")),
                        ("man5/pharos.yaml.5.gz", ("thresholds", "soak", "REFERENCE"))):
         source = run("zcat", man / page).stdout
         assert VERSION in source and "@" + "VERSION@" not in source, page

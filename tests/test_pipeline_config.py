@@ -16,7 +16,7 @@ from pharosd.pipeline.config import (
     TLSConfig,
     UplinkConfig,
 )
-from pharosd.pipeline.uplink import resolve_settings
+from pharosd.pipeline.receiver import resolve_settings
 
 FULL = """
 buffer: {capacity: 50000}

@@ -8,6 +8,7 @@ import json
 import os
 import stat
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -60,6 +61,15 @@ printf '%s\\n' "$#" "$1" "$2" "$PHAROS_RULE" "$PHAROS_STATUS" "$PHAROS_LEVEL" \\
     assert lines[3:8] == ["probe:nginx", "firing", "critical", ev.fingerprint, ev.id]
     assert lines[8] == "ops" and lines[9].startswith("/usr/local/sbin:")
     assert lines[10:] == ["unset", "/"]      # nothing of pharosd's environment, cwd /
+
+
+def test_a_reminder_says_so_in_the_environment(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    prog = script(tmp_path, "handler", f'echo "$PHAROS_REMINDER" >> {out}\n')
+    sink = ExecSink("x", [prog], timeout=10)
+    sink.deliver(event())
+    sink.deliver(replace(event(), reminder=True))
+    assert out.read_text().splitlines() == ["false", "true"]
 
 
 def test_exit_codes(tmp_path: Path) -> None:

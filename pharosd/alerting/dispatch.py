@@ -12,9 +12,11 @@ State in the state directory, written atomically with fsync (``statefile``):
 
 * ``silences.json``: written before a silence command is answered;
 * ``notifier-state.json``: per alert, its current firing event and per sink what it
-  was told and when (reminder timing survives restarts); written after every batch of
+  was told and when (reminder timing survives restarts), and the ids of the events
+  it routed last (a republished one is dropped); written after every batch of
   deliveries (outbox first, then this file: a crash in between repeats a delivery, it
-  never loses one) and on stop.
+  never loses one) and on stop. Alerts restored from it get no reminder until the
+  evaluator, once restored, said which alerts are open (``reconcile``).
 
 Wall time comes from the injected ``Clock``; see ``pharosd.alerting.notifier``.
 """
@@ -25,7 +27,7 @@ import math
 import os
 import threading
 import uuid
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from typing import Any
 
 import structlog
@@ -62,6 +64,7 @@ class NotifierWorker:
         self._submit: dict[str, Submit] = dict(submitters)
         self._state_dir = state_dir
         self._dirty = False
+        self._await_sync = False    # restored alerts: no reminder before ``reconcile``
         self.submit_failures = 0
 
     # -- state files ------------------------------------------------------------------
@@ -87,6 +90,7 @@ class NotifierWorker:
                 data = read_json(path)
                 if data is not None:
                     bad = self._notifier.import_state(data)
+                    self._await_sync = bool(self._notifier.open_alerts())
                     log.info("notifier_state_restored", path=path,
                              alerts=len(self._notifier.open_alerts()), skipped=bad)
             except (OSError, ValueError) as exc:
@@ -113,6 +117,20 @@ class NotifierWorker:
         """Bus subscriber: route ``event`` to the sinks now (never raises)."""
         with self._lock:
             self._deliver(self._notifier.publish(event, self._clock.wall()))
+            self._dirty = True
+            self._save_state()
+
+    def reconcile(self, open_fingerprints: Collection[str]) -> None:
+        """The evaluator's open alerts after its restore or a reload: the notifier
+        closes the ones it still tracks that are not among them (never raises)."""
+        with self._lock:
+            self._await_sync = False
+            deliveries = self._notifier.reconcile(open_fingerprints, self._clock.wall())
+            for gone in {d.event.fingerprint: d.event for d in deliveries}.values():
+                log.warning("alert_reconciled", rule=gone.rule, fingerprint=gone.fingerprint,
+                            event_id=gone.id, note="not open in the evaluator: resolved")
+            if deliveries:
+                self._deliver(deliveries)
             self._dirty = True
             self._save_state()
 
@@ -153,7 +171,9 @@ class NotifierWorker:
     def tick(self) -> None:
         with self._lock:
             now = self._clock.wall()
-            deliveries = self._notifier.tick(now)
+            # Alerts restored from the state file wait for the evaluator's word
+            # (``reconcile``) before they are reminded of or released from a hold.
+            deliveries = [] if self._await_sync else self._notifier.tick(now)
             for gone in self._notifier.silences.prune(now):
                 log.info("silence_forgotten", id=gone.id)
                 self._safe_save_silences()

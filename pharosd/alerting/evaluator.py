@@ -46,7 +46,7 @@ from pharosd.alerting.machine import (
 )
 from pharosd.alerting.rules import Rule, compile_rules
 from pharosd.alerting.snapshot import state_from_dict, state_to_dict
-from pharosd.alerting.summary import format_duration, summarize
+from pharosd.alerting.summary import summarize
 from pharosd.alerting.window import Window
 from pharosd.model import (
     NO_LABELS,
@@ -57,6 +57,7 @@ from pharosd.model import (
     fingerprint,
     labels_of,
 )
+from pharosd.units import format_duration
 
 STATE_VERSION = 1
 MIN_STALE = 600.0           # seconds; see the module docstring
@@ -437,7 +438,7 @@ class Evaluator:
     def _forget(self, slot: _Slot, inst: _Instance, now: float, wall: float,
                 events: list[AlertEvent]) -> None:
         if inst.state.open:
-            reason = f"no data for {format_duration(now - inst.last_seen)}"
+            reason = f"no data for {format_duration(now - inst.last_seen, coarse=True)}"
             events.append(self._forced_resolve(slot, inst, now, wall, reason))
             self._counters["stale_resolved"] += 1
         del slot.instances[inst.labels]

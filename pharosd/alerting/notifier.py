@@ -26,21 +26,31 @@ id of the firing event that sink has and when it last got one (for reminders):
   After a restart (``import_state``) the period goes on from the saved ``last``: the
   first reminder is due when it would have been, and at most one is sent however long
   the daemon was down. A wall-clock jump moves a reminder, never multiplies it.
+* **Reconciled with the evaluator.** ``reconcile(open, now)`` (at start and after a
+  reload) forgets every alert whose fingerprint the evaluator does not have open (its
+  state file was lost, or its threshold went while the daemon was down): the sinks
+  that got its firing get a ``resolved`` ("no longer evaluated"), no reminder follows.
+* **Once per event.** An event whose ``id`` the notifier already routed (the last
+  ``RECENT_IDS`` are kept, and saved with its state) is dropped and counted
+  (``duplicates``): after a crash the evaluator publishes the events it had saved but
+  maybe not published again (``pharosd.alerting.worker``), and those that did reach
+  the outboxes must not be delivered twice.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from pharosd.alerting.maintenance import Schedule
 from pharosd.alerting.routing import Route
 from pharosd.alerting.silences import SilenceBook
-from pharosd.alerting.summary import format_duration
 from pharosd.model import AlertEvent, Labels, new_event_id
+from pharosd.units import format_duration
 
 STATE_VERSION = 1
+RECENT_IDS = 1024           # event ids remembered to drop a republished event
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,7 +98,9 @@ class Notifier:
         self.silences = silences if silences is not None else SilenceBook()
         self._ids = ids
         self._alerts: dict[str, _Alert] = {}
-        self.counters = {"held": 0, "reminders": 0, "filtered": 0}
+        self._recent: dict[str, None] = {}     # ids routed, oldest first
+        self.counters = {"held": 0, "reminders": 0, "filtered": 0, "duplicates": 0,
+                         "reconciled": 0}
 
     @property
     def routes(self) -> tuple[Route, ...]:
@@ -108,6 +120,10 @@ class Notifier:
 
     def publish(self, event: AlertEvent, now: float) -> list[Delivery]:
         """An event from the bus; what to deliver now."""
+        if event.id in self._recent:
+            self.counters["duplicates"] += 1
+            return []
+        self._remember(event.id)
         if event.status == "resolved":
             return self._resolved(event)
         alert = self._alerts.get(event.fingerprint)
@@ -123,6 +139,22 @@ class Notifier:
         out: list[Delivery] = []
         for alert in list(self._alerts.values()):
             out += self._reconcile(alert, now, fresh=False)
+        return out
+
+    def reconcile(self, open_fingerprints: Collection[str], now: float) -> list[Delivery]:
+        """Forget the alerts the evaluator does not have open; their ``resolved`` (a new
+        event, ``at = now``) goes to the sinks that got their firing."""
+        out: list[Delivery] = []
+        for fp in [fp for fp in self._alerts if fp not in open_fingerprints]:
+            alert = self._alerts.pop(fp)
+            cur = alert.current
+            closing = replace(cur, status="resolved", id=self._ids(), at=now,
+                              previous_level=None, reminder=False,
+                              summary=f"{cur.rule}: no longer evaluated (alert state lost "
+                                      "or threshold removed), resolved")
+            self._remember(closing.id)
+            self.counters["reconciled"] += 1
+            out += [Delivery(r.sink, closing) for r in self._routes if r.sink in alert.told]
         return out
 
     def hold(self, rule: str, labels: Labels, now: float) -> Hold | None:
@@ -152,7 +184,7 @@ class Notifier:
         return {"version": STATE_VERSION, "alerts": [
             {"event": a.current.to_dict(),
              "told": {s: {"seen": t.seen, "last": t.last} for s, t in a.told.items()}}
-            for a in self._alerts.values()]}
+            for a in self._alerts.values()], "recent": list(self._recent)}
 
     def import_state(self, data: Any) -> int:
         """Restore ``export_state`` data (alerts already known are kept); entries that
@@ -160,6 +192,10 @@ class Notifier:
         if not isinstance(data, Mapping) or data.get("version") != STATE_VERSION:
             raise ValueError("not notifier state of version 1")
         bad = 0
+        recent = data.get("recent")
+        for rid in recent if isinstance(recent, list) else ():
+            if isinstance(rid, str):
+                self._remember(rid)
         names = {r.sink for r in self._routes}
         for item in data.get("alerts") or ():
             try:
@@ -176,6 +212,12 @@ class Notifier:
         return bad
 
     # -- internals ----------------------------------------------------------------------
+
+    def _remember(self, event_id: str) -> None:
+        self._recent.pop(event_id, None)
+        self._recent[event_id] = None
+        while len(self._recent) > RECENT_IDS:
+            del self._recent[next(iter(self._recent))]
 
     def _resolved(self, event: AlertEvent) -> list[Delivery]:
         alert = self._alerts.pop(event.fingerprint, None)
@@ -209,6 +251,6 @@ class Notifier:
         return out
 
     def _reminder(self, event: AlertEvent, now: float) -> AlertEvent:
-        since = format_duration(max(0.0, now - event.started_at))
+        since = format_duration(now - event.started_at, coarse=True)
         return replace(event, id=self._ids(), at=now, reminder=True,
                        summary=f"{event.summary} (reminder: firing for {since})")

@@ -26,6 +26,7 @@ from pharosd.alerting.config import MAX_RENDERED
 from pharosd.alerting.machine import Transition
 from pharosd.alerting.rules import Rule
 from pharosd.model import Labels
+from pharosd.units import format_duration
 
 Unit = Literal["percent", "bytes", "bytes_per_second", "per_second", "seconds",
                "count", "number", "celsius", "status"]
@@ -151,21 +152,6 @@ def metric_help(metric: str) -> str | None:
 # -- numbers ------------------------------------------------------------------
 
 
-def format_duration(seconds: float) -> str:
-    """``30s``, ``1m``, ``1m30s``, ``1h``, ``2d3h``; under a second ``250ms``."""
-    if not math.isfinite(seconds) or seconds <= 0:
-        return "0s"
-    if seconds < 1:
-        return f"{max(1, round(seconds * 1000))}ms"
-    rest = round(seconds)
-    parts = []
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
-        n, rest = divmod(rest, size)
-        if n:
-            parts.append(f"{n}{unit}")
-    return "".join(parts)
-
-
 def _compact(x: float) -> str:
     """A number as people write it: 90, 2.5, 0.125 (at most 2 decimals above 1)."""
     if math.isnan(x):
@@ -198,7 +184,7 @@ def format_value(value: float | None, unit: Unit, *, limit: bool = False) -> str
     if value is None:
         return "?"
     if unit == "seconds":
-        return format_duration(value)
+        return format_duration(value, coarse=True)
     if unit == "bytes":
         return _bytes(value, limit)
     if unit == "bytes_per_second":
@@ -256,7 +242,7 @@ def render_template(template: str, rule: Rule, event: Transition, labels: Labels
         note=note or "",
         labels=", ".join(f"{k}={v}" for k, v in labels),
         status=event.status,
-        duration=format_duration(event.duration),
+        duration=format_duration(event.duration, coarse=True),
         reason=reason or "",
     )
     try:
@@ -272,12 +258,12 @@ def generated_summary(rule: Rule, event: Transition, labels: Labels,
         return _absent_summary(info.description, event, note, reason)
     value = format_value(event.value, info.unit)
     limit = format_value(event.limit, info.unit, limit=True)
-    window = (f"{rule.window_mode} over {format_duration(rule.window_over)}"
+    window = (f"{rule.window_mode} over {format_duration(rule.window_over, coarse=True)}"
               if rule.window_over is not None else None)
     if rule.window_mode == "predict" and rule.window_over is not None:
-        window = (f"in {format_duration(rule.window_ahead or 0.0)} at the trend over "
-                  f"{format_duration(rule.window_over)}")
-    duration = format_duration(event.duration)
+        window = (f"in {format_duration(rule.window_ahead or 0.0, coarse=True)} at the trend "
+                  f"over {format_duration(rule.window_over, coarse=True)}")
+    duration = format_duration(event.duration, coarse=True)
     if event.status == "resolved":
         head = f"{info.description} {value}" + (f" ({window})" if window else "")
         if reason:
@@ -304,11 +290,12 @@ def generated_summary(rule: Rule, event: Transition, labels: Labels,
 def _absent_summary(what: str, event: Transition, note: str | None,
                     reason: str | None) -> str:
     """``no data from disk / used for 5m`` / ``disk / used reports again after 7m``."""
-    missing = format_duration(event.value or 0.0)
+    missing = format_duration(event.value or 0.0, coarse=True)
     if event.status == "firing":
         text = f"no data from {what} for {missing}"
     elif reason:
-        text = f"no data from {what}: {reason}, resolved after {format_duration(event.duration)}"
+        after = format_duration(event.duration, coarse=True)
+        text = f"no data from {what}: {reason}, resolved after {after}"
     else:
         text = f"{what} reports again, after {missing} without data"
     if note and event.status == "firing":

@@ -36,8 +36,10 @@ sends ``READY=1`` on it.
 by ``key`` (``source_key``): a source whose key is unchanged keeps its
 running instance, schedule, counters and state (a statistic's rate
 baselines); new keys are added and run at once; removed ones are dropped
-(a run of theirs still in flight is discarded). A source without a ``key``
-attribute only matches itself.
+(a run of theirs still in flight is discarded) and closed, like every source
+when ``run`` ends, if they have a ``close()``. A source without a ``key``
+attribute only matches itself. A source's ``counters()``, if it has one, are
+shown in ``status()`` beside the collector's own.
 
 ``run(ctx)`` beats the heartbeat at least once a second and returns
 promptly once ``ctx.stopping``; it shuts the pool down without waiting for
@@ -59,7 +61,7 @@ from typing import Any
 import structlog
 
 from pharosd.clock import Clock, SystemClock
-from pharosd.errors import ProbeError
+from pharosd.errors import ProbeError, describe_error
 from pharosd.model import Sample
 from pharosd.source import Source
 from pharosd.worker import WorkerContext
@@ -80,11 +82,6 @@ def source_key(source: Source) -> Hashable:
     if key is None:
         return ("object", id(source))
     return key
-
-
-def _describe(e: BaseException) -> str:
-    text = str(e)
-    return f"{type(e).__name__}: {text}" if text else type(e).__name__
 
 
 def _collect(source: Source, now: float) -> list[Sample]:
@@ -175,12 +172,12 @@ class Collector:
                 else:
                     kept += 1
                 entries.append(entry)
-            for e in self._entries:
-                if e not in entries:
-                    e.active = False
-            removed = sum(1 for e in self._entries if not e.active)
+            gone = [e for e in self._entries if e not in entries]
+            for e in gone:
+                e.active = False
             self._entries = entries
-        log.info("collector_reconfigured", kept=kept, added=added, removed=removed)
+        self._close([e.source for e in gone])
+        log.info("collector_reconfigured", kept=kept, added=added, removed=len(gone))
 
     def status(self) -> dict[str, dict[str, Any]]:
         """Per source (by name; a repeated name gets ``#2``...): last run (wall
@@ -205,6 +202,9 @@ class Collector:
                     "missed": e.missed,
                     "in_flight": e.in_flight is not None,
                 }
+                counters = getattr(e.source, "counters", None)
+                if callable(counters):
+                    out[name].update(counters())
         return out
 
     @property
@@ -247,6 +247,10 @@ class Collector:
         """Let sources with a ``close()`` (plugins in flight) clean up on stop."""
         with self._lock:
             sources = [e.source for e in self._entries]
+        self._close(sources)
+
+    @staticmethod
+    def _close(sources: Sequence[Source]) -> None:
         for source in sources:
             close = getattr(source, "close", None)
             if callable(close):
@@ -339,7 +343,7 @@ class Collector:
             e.ran_once = True
             active = e.active
             if err is not None:
-                message = _describe(err)
+                message = describe_error(err)
                 e.failures += 1
                 e.failing = True
                 e.last_error = message
@@ -365,7 +369,7 @@ class Collector:
             try:
                 consumer(list(samples))
             except Exception as ex:
-                message = _describe(ex)
+                message = describe_error(ex)
                 with self._lock:
                     self._consumer_failures += 1
                     announce = self._consumer_errors.get(i) != message

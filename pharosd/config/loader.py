@@ -6,7 +6,8 @@ their line and column, ``hints`` says what each config annotation accepts,
 against the dataclasses' type hints (no per-class code, so any dataclass
 made of the vocabulary of ``pharosd.config.schema`` loads). A bad value
 records a ``ConfigIssue`` and the walk goes on, so one run reports every
-problem; ``ConfigError`` lists them in file order. ``<<`` merge keys work;
+problem; ``ConfigError`` lists them in file order. A top-level ``include``
+reads drop-ins (``pharosd.config.include``) into the same ``Config``. ``<<`` merge keys work;
 duplicate keys, non-string keys and tags outside YAML's own (``!vault``) are
 errors anywhere in the document.
 
@@ -16,7 +17,6 @@ This module is the public face: ``parse_config``, ``parse_as``,
 
 from __future__ import annotations
 
-import hashlib
 import os
 import time
 from collections.abc import Mapping
@@ -29,6 +29,7 @@ from yaml.nodes import MappingNode
 
 from pharosd.config.builder import Builder
 from pharosd.config.document import compose, is_null, locate
+from pharosd.config.include import parse_tree
 from pharosd.config.schema import Config
 from pharosd.errors import ConfigError, ConfigIssue
 
@@ -43,14 +44,15 @@ class LoadedConfig:
     config: Config
     source: str
     loaded_at: float      # wall-clock time of the load
-    digest: str           # sha256 of the text, to tell whether a reload changed anything
+    digest: str           # sha256 of the text(s), to tell whether a reload changed anything
+    files: tuple[str, ...] = ()                # the main file and its drop-ins, as read
+    added: tuple[dict[str, int], ...] = ()     # per file: list key -> entries it added
 
 
 def parse_config(text: str, filename: str = "<string>",
                  environ: Mapping[str, str] | None = None) -> Config:
     """Parse pharos.yaml text into ``Config``; raise ``ConfigError`` listing every problem."""
-    config: Config = parse_as(Config, text, filename, environ)
-    return config
+    return parse_tree(text, filename, os.environ if environ is None else environ).config
 
 
 def parse_as(cls: type, text: str, filename: str = "<string>",
@@ -89,14 +91,14 @@ def load_config(path: str | None, environ: Mapping[str, str] | None = None) -> L
             message = f"expected UTF-8 text, got byte 0x{e.object[e.start]:02x} at offset {e.start}"
             raise ConfigError([ConfigIssue(path, 0, 0, "", message)]) from e
     try:
-        config = parse_config(text, source, environ)
+        tree = parse_tree(text, source, os.environ if environ is None else environ)
     except ConfigError:
         raise
     except Exception as e:     # a bug: still an error message, never a traceback
         message = (f"the config could not be read ({type(e).__name__}: {str(e)[:200]}); "
                    "this is a bug in pharosd, please report it")
         raise ConfigError([ConfigIssue(source, 0, 0, "", message)]) from e
-    return LoadedConfig(config, source, time.time(), hashlib.sha256(text.encode()).hexdigest())
+    return LoadedConfig(tree.config, source, time.time(), tree.digest, tree.files, tree.added)
 
 
 def resolve_config_path(cli_path: str | None, environ: Mapping[str, str] | None = None,

@@ -14,10 +14,10 @@ import contextlib
 import errno
 import json
 import socket
-import time
 from collections.abc import Iterator
 from typing import Any
 
+from pharosd.clock import Clock, SystemClock
 from pharosd.control.protocol import SOCKET_GROUP, ControlError, NotRunning, encode
 
 MAX_RESPONSE = 16 * 1024 * 1024  # bytes the client accepts
@@ -88,24 +88,27 @@ def _decode(line: bytes) -> dict[str, Any]:
     return msg
 
 
-def query_status(path: str, timeout: float = 5.0) -> dict[str, Any]:
+def query_status(path: str, timeout: float = 5.0, *,
+                 clock: Clock | None = None) -> dict[str, Any]:
     """Ask the daemon at ``path`` for its state.
 
     Raises ``NotRunning`` when nothing listens there (no socket file, or a
     stale one) and ``ControlError`` for every other failure.
     """
-    response = request(path, {"cmd": "status"}, timeout)
+    response = request(path, {"cmd": "status"}, timeout, clock=clock)
     state = response.get("state")
     if not isinstance(state, dict):
         raise ControlError("pharosd answered without a state object")
     return state
 
 
-def request(path: str, obj: dict[str, Any], timeout: float = 5.0) -> dict[str, Any]:
+def request(path: str, obj: dict[str, Any], timeout: float = 5.0, *,
+            clock: Clock | None = None) -> dict[str, Any]:
     """Send one request to the daemon at ``path``; its ``ok`` answer (else raise)."""
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     sock.settimeout(timeout)
-    deadline = time.monotonic() + timeout
+    clock = clock or SystemClock()
+    deadline = clock.monotonic() + timeout
     try:
         try:
             sock.connect(path)
@@ -124,7 +127,7 @@ def request(path: str, obj: dict[str, Any], timeout: float = 5.0) -> dict[str, A
             # A busy daemon may answer and close before reading: read its answer anyway.
             with contextlib.suppress(BrokenPipeError, ConnectionResetError):
                 sock.sendall(encode(obj))
-            data = _read_line(sock, deadline)
+            data = _read_line(sock, deadline, clock)
         except TimeoutError as exc:
             raise ControlError(f"pharosd did not answer on {path} within {timeout:g}s") from exc
         except OSError as exc:
@@ -142,11 +145,11 @@ def request(path: str, obj: dict[str, Any], timeout: float = 5.0) -> dict[str, A
     return response
 
 
-def _read_line(sock: socket.socket, deadline: float) -> bytes:
+def _read_line(sock: socket.socket, deadline: float, clock: Clock) -> bytes:
     chunks: list[bytes] = []
     size = 0
     while True:
-        remaining = deadline - time.monotonic()
+        remaining = deadline - clock.monotonic()
         if remaining <= 0:
             raise TimeoutError
         sock.settimeout(remaining)

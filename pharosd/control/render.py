@@ -8,10 +8,10 @@ with an age.
 from __future__ import annotations
 
 import contextlib
-import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from pharosd.clock import SystemClock
 from pharosd.model import parse_rfc3339, rfc3339
 from pharosd.units import format_duration, format_size
 
@@ -25,7 +25,7 @@ def render_status(state: Mapping[str, Any], now: float | None = None) -> str:
     Keys it does not know are not lost: a mapping becomes a section of
     ``key  value`` lines, anything else a ``key: value`` line.
     """
-    now = time.time() if now is None else now
+    now = SystemClock().wall() if now is None else now
     out: list[str] = []
 
     head = "pharosd"
@@ -257,20 +257,10 @@ def _ago(value: Any, now: float) -> str:
 
 
 def _age(seconds: Any) -> str:
-    """``0.4s``, ``42s``, ``3m12s``, ``2h05m``, ``3d04h``."""
+    """``400ms``, ``42s``, ``3m12s``, ``2h5m``, ``3d4h`` (``format_duration``, coarse)."""
     if not _is_num(seconds):
         return "-"
-    s = max(0.0, float(seconds))
-    if s < 10:
-        return f"{s:.1f}s"
-    n = int(s)
-    if n < 60:
-        return f"{n}s"
-    if n < 3600:
-        return f"{n // 60}m{n % 60:02d}s"
-    if n < 86400:
-        return f"{n // 3600}h{n % 3600 // 60:02d}m"
-    return f"{n // 86400}d{n % 86400 // 3600:02d}h"
+    return format_duration(float(seconds), coarse=True)
 
 
 def _when(value: Any, now: float) -> str:
@@ -314,7 +304,7 @@ def _silence_table(silences: Sequence[Mapping[str, Any]], now: float) -> list[st
 def render_silences(silences: Any, now: float | None = None) -> str:
     """``pharosd silence list``: one row per silence (active, pending, recently expired)."""
     rows = _rows(silences)
-    return "\n".join(_silence_table(rows, time.time() if now is None else now)) + "\n"
+    return "\n".join(_silence_table(rows, SystemClock().wall() if now is None else now)) + "\n"
 
 
 def render_event(event: Mapping[str, Any]) -> str:

@@ -32,13 +32,13 @@ import selectors
 import socket
 import stat
 import struct
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
 
+from pharosd.clock import Clock, SystemClock
 from pharosd.control.protocol import (
     SOCKET_GROUP,
     Command,
@@ -95,8 +95,10 @@ class ControlServer:
                  mode: int = SOCKET_MODE, client_timeout: float = CLIENT_TIMEOUT,
                  max_request: int = MAX_REQUEST, max_clients: int = MAX_CLIENTS,
                  tick: float = 0.5, retry_bind: float = RETRY_BIND,
-                 commands: Mapping[str, Command] | None = None) -> None:
+                 commands: Mapping[str, Command] | None = None,
+                 clock: Clock | None = None) -> None:
         self.path = path
+        self._clock: Clock = clock or SystemClock()
         self._state = state
         self._commands = dict(commands or {})
         self._group = group
@@ -126,10 +128,10 @@ class ControlServer:
             bound = self._bind()
             if bound is None:
                 # Keep beating while waiting: a missing socket is not a hung worker.
-                retry_at = time.monotonic() + self._retry_bind
-                while not ctx.wait(min(self._tick, retry_at - time.monotonic())):
+                retry_at = self._clock.monotonic() + self._retry_bind
+                while not ctx.wait(min(self._tick, retry_at - self._clock.monotonic())):
                     ctx.beat()
-                    if time.monotonic() >= retry_at:
+                    if self._clock.monotonic() >= retry_at:
                         break
                 continue
             listener, inode = bound
@@ -245,7 +247,7 @@ class ControlServer:
 
     def _serve_once(self, sel: selectors.BaseSelector, listener: socket.socket,
                     conns: dict[int, _Conn]) -> None:
-        now = time.monotonic()
+        now = self._clock.monotonic()
         timeout = self._tick
         if conns:
             timeout = min(timeout, max(0.0, min(c.deadline for c in conns.values()) - now))
@@ -265,7 +267,7 @@ class ControlServer:
                 self._read(sel, conns, conn)
             elif events & selectors.EVENT_WRITE:
                 self._write(sel, conns, conn)
-        now = time.monotonic()
+        now = self._clock.monotonic()
         for conn in [c for c in conns.values() if c.deadline <= now]:
             if not conn.draining:
                 self.timeouts += 1
@@ -290,7 +292,8 @@ class ControlServer:
                     sock.send(encode({"ok": False, "error": "busy: too many clients"}))
                 sock.close()
                 continue
-            conn = _Conn(sock, time.monotonic() + self._client_timeout, peer=peer_of(sock))
+            conn = _Conn(sock, self._clock.monotonic() + self._client_timeout,
+                         peer=peer_of(sock))
             conns[sock.fileno()] = conn
             sel.register(sock, selectors.EVENT_READ, conn)
 

@@ -166,6 +166,31 @@ def alert_family(alerts: Sequence[Mapping[str, Any]]) -> Family:
                   "1 for every pending or firing pharosd alert, like Prometheus' ALERTS", rows)
 
 
+def silenced_family(alerts: Sequence[Mapping[str, Any]]) -> Family:
+    """``pharos_alert_silenced{rule, by, <instance labels>} 1`` per open alert a silence
+    or maintenance window holds back (``silenced_by``); ``by`` is ``silence`` or
+    ``maintenance``. A separate family, so ``pharos_alert`` keeps its identity (as
+    Prometheus' ALERTS, it says what is evaluated, not what is notified) and
+    ``pharos_alert unless ignoring(level, state, by) pharos_alert_silenced`` is what
+    reaches the sinks."""
+    rows: list[tuple[Labels, float]] = []
+    for a in alerts:
+        held = a.get("silenced_by")
+        if not isinstance(held, Mapping) or a.get("status") not in ("pending", "firing",
+                                                                    "resolving"):
+            continue
+        pairs = {"rule": str(a.get("rule", "")), "by": str(held.get("kind", ""))}
+        extra = a.get("labels") or {}
+        for k, v in (extra.items() if isinstance(extra, Mapping) else ()):
+            name = wire_label_name(str(k))
+            if name not in pairs and name not in ("level", "state"):
+                pairs[name] = str(v)
+        rows.append((tuple(sorted(pairs.items())), 1.0))
+    return Family("alert_silenced", "gauge",
+                  "1 for every pending or firing pharosd alert a silence or maintenance "
+                  "window holds back", rows)
+
+
 def sample_families(series: Iterable[Any], help_for: Callable[[str], str | None]
                     ) -> list[Family]:
     """Families from ``store.Latest`` entries (anything with metric, labels, value)."""

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pharosd.model import rfc3339
+from pharosd.units import format_duration
 
 _PROBE = re.compile(r"^probe\.(?P<name>.+)\.(?P<what>status|state)$")
 STATUS_NAMES = {0: "OK", 1: "WARNING", 2: "CRITICAL", 3: "UNKNOWN"}
@@ -86,16 +87,10 @@ def e(value: Any) -> str:
 
 
 def age(seconds: float | None) -> str:
+    """How long, at a glance (``units.format_duration``, coarse)."""
     if seconds is None:
         return "-"
-    s = int(max(0.0, seconds))
-    if s < 60:
-        return f"{s}s"
-    if s < 3600:
-        return f"{s // 60}m{s % 60:02d}s"
-    if s < 86400:
-        return f"{s // 3600}h{s % 3600 // 60:02d}m"
-    return f"{s // 86400}d{s % 86400 // 3600:02d}h"
+    return format_duration(seconds, coarse=True)
 
 
 def _num(v: Any) -> str:

@@ -8,11 +8,17 @@ status page from the same state as ``pharosd status --json``.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from pharosd.http.exposition import Exposition, Family, alert_family, sample_families
+from pharosd.clock import Clock, SystemClock
+from pharosd.http.exposition import (
+    Exposition,
+    Family,
+    alert_family,
+    sample_families,
+    silenced_family,
+)
 from pharosd.http.page import probes_from, render_page
 from pharosd.http.store import LatestValues
 
@@ -26,7 +32,9 @@ class LiveView:
                  alerts: Callable[[], Sequence[Mapping[str, Any]]],
                  ready: Callable[[], bool], healthy: Callable[[], bool],
                  help_for: HelpFn, refresh: Callable[[], float],
-                 counters: Callable[[], Sequence[Family]] = lambda: ()) -> None:
+                 counters: Callable[[], Sequence[Family]] = lambda: (),
+                 clock: Clock | None = None) -> None:
+        self._clock: Clock = clock or SystemClock()
         self.store = store
         self._state = state
         self._alerts = alerts
@@ -39,7 +47,9 @@ class LiveView:
 
     def metrics(self) -> bytes:
         families = sample_families(self.store.snapshot(), self._help_for)
-        families.append(alert_family(self._alerts()))
+        alerts = self._alerts()
+        families.append(alert_family(alerts))
+        families.append(silenced_family(alerts))
         families.extend(self._counters())
         return self._exposition.render(families)
 
@@ -53,7 +63,7 @@ class LiveView:
         return self._state()
 
     def page(self) -> str:
-        return render_page(self._state(), probes_from(self.store.snapshot()), time.time(),
+        return render_page(self._state(), probes_from(self.store.snapshot()), self._clock.wall(),
                            self._refresh())
 
 

@@ -25,12 +25,12 @@ import errno
 import selectors
 import socket
 import ssl
-import time
 from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
 
+from pharosd.clock import Clock, SystemClock
 from pharosd.errors import PharosError
 from pharosd.http.config import HttpConfig, is_loopback, split_listen
 from pharosd.http.protocol import (
@@ -169,7 +169,9 @@ class HttpWorker:
     name = "http"
     heartbeat_timeout = 10.0
 
-    def __init__(self, listener: Listener, view: View, *, tick: float = TICK) -> None:
+    def __init__(self, listener: Listener, view: View, *, tick: float = TICK,
+                 clock: Clock | None = None) -> None:
+        self._clock: Clock = clock or SystemClock()
         self._listener = listener
         self._view = view
         self._tick = tick
@@ -227,7 +229,7 @@ class HttpWorker:
 
     def _serve_once(self, sel: selectors.BaseSelector, listening: socket.socket,
                     conns: dict[int, _Conn]) -> None:
-        now = time.monotonic()
+        now = self._clock.monotonic()
         timeout = self._tick
         if conns:
             timeout = min(timeout, max(0.0, min(c.deadline for c in conns.values()) - now))
@@ -246,7 +248,7 @@ class HttpWorker:
                 self._write(sel, conns, conn)
             elif events & selectors.EVENT_READ:
                 self._read(sel, conns, conn)
-        now = time.monotonic()
+        now = self._clock.monotonic()
         for conn in [c for c in conns.values() if c.deadline <= now]:
             if not conn.draining and (not conn.answered or conn.inbox or conn.outbox):
                 self.timeouts += 1      # not an idle keep-alive: a slow or silent client
@@ -273,7 +275,7 @@ class HttpWorker:
                                                head_only=False, keep_alive=False))
                 sock.close()
                 continue
-            conn = _Conn(sock, time.monotonic() + float(lst.cfg.timeout))
+            conn = _Conn(sock, self._clock.monotonic() + float(lst.cfg.timeout))
             if lst.tls is not None:
                 try:
                     conn.sock = lst.tls.wrap_socket(sock, server_side=True,
@@ -367,7 +369,7 @@ class HttpWorker:
                close: bool) -> None:
         conn.outbox = data
         conn.close_after = close
-        conn.deadline = time.monotonic() + float(self._listener.cfg.timeout)
+        conn.deadline = self._clock.monotonic() + float(self._listener.cfg.timeout)
         sel.modify(conn.sock, selectors.EVENT_WRITE, conn)
 
     def _write(self, sel: selectors.BaseSelector, conns: dict[int, _Conn], conn: _Conn) -> None:
@@ -388,7 +390,7 @@ class HttpWorker:
         if conn.close_after:
             self._finish(sel, conns, conn)
             return
-        conn.deadline = time.monotonic() + float(self._listener.cfg.timeout)
+        conn.deadline = self._clock.monotonic() + float(self._listener.cfg.timeout)
         sel.modify(conn.sock, selectors.EVENT_READ, conn)
         if conn.inbox:                 # a pipelined request already arrived
             self._maybe_answer(sel, conn)
@@ -405,7 +407,7 @@ class HttpWorker:
             self._close(sel, conns, conn)
             return
         conn.draining = True
-        conn.deadline = time.monotonic() + DRAIN
+        conn.deadline = self._clock.monotonic() + DRAIN
         sel.modify(conn.sock, selectors.EVENT_READ, conn)
 
     def _drain(self, sel: selectors.BaseSelector, conns: dict[int, _Conn], conn: _Conn) -> None:

@@ -31,10 +31,10 @@ names (dotted; ``pharos_pharosd_...`` on the wire), listed in docs/uplink.md:
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
+from pharosd.clock import Clock, SystemClock
 from pharosd.model import Labels, Sample
 from pharosd.pipeline.uplink import DROP_REASONS
 
@@ -72,8 +72,9 @@ class TelemetrySource:
 
     def __init__(self, pipeline: _StatusSource,
                  supervisor_stats: Callable[[], Mapping[str, float]] | None = None,
-                 every: float = 10.0, name: str = "self") -> None:
+                 every: float = 10.0, name: str = "self", clock: Clock | None = None) -> None:
         self.name = name
+        self._clock: Clock = clock or SystemClock()
         self.every = float(every)
         self._pipeline = pipeline
         self._supervisor_stats = supervisor_stats
@@ -132,7 +133,7 @@ class TelemetrySource:
                 self._proc = psutil.Process()
             times = self._proc.cpu_times()
             cpu = float(times.user + times.system)
-            mono = time.monotonic()
+            mono = self._clock.monotonic()
             if self._last_cpu is not None and mono > self._last_cpu[0]:
                 add("pharosd.cpu_percent",
                     100.0 * (cpu - self._last_cpu[1]) / (mono - self._last_cpu[0]))

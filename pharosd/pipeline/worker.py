@@ -13,24 +13,25 @@
 is interned in a ``SeriesRegistry`` and appended to each receiver's
 ``HotBuffer`` (see ``uplink.Lane``); the one ``UplinkWorker`` steps every
 lane (requests run on their own threads, so one slow receiver does not hold
-up another), infers ended series once a second (stale markers, see
-``series``) and expires old spill rows every 10 s. A spill that cannot be opened (read-only,
-full disk, not a directory) is not fatal: the samples wait in the hot
-buffers (bounded), ``status()`` says why, and the open is retried every
-``SPILL_RETRY`` seconds.
+up another; tests pass a ``transport`` and ``launcher`` instead, see
+``transport``), infers ended series once a second (stale markers, see
+``series``) and expires old spill rows every 10 s. A spill that cannot be
+opened (read-only, full disk, not a directory) is not fatal: the samples wait
+in the hot buffers (bounded), ``status()`` says why, and the open is retried
+every ``SPILL_RETRY`` seconds.
 """
 
 from __future__ import annotations
 
 import os
 import threading
-import time
 from array import array
 from typing import TYPE_CHECKING, Any
 
 import structlog
 
 from pharosd.clock import Clock, SystemClock
+from pharosd.errors import describe_error
 from pharosd.pipeline.config import PipelineSettings
 from pharosd.worker import WorkerContext
 
@@ -38,9 +39,11 @@ from pharosd.worker import WorkerContext
 # configured: a daemon without one never loads it (docs/benchmarks.md).
 if TYPE_CHECKING:
     from pharosd.model import Sample
+    from pharosd.pipeline.receiver import ReceiverSettings
     from pharosd.pipeline.series import SeriesRegistry
     from pharosd.pipeline.spill import Spill
-    from pharosd.pipeline.uplink import Lane, ReceiverSettings
+    from pharosd.pipeline.transport import Launcher, Transport
+    from pharosd.pipeline.uplink import Lane
 
 log = structlog.get_logger(__name__)
 
@@ -72,10 +75,12 @@ class UplinkWorker:
 
 class Pipeline:
     def __init__(self, config: PipelineSettings, *, state_dir: str, host: str,
-                 clock: Clock | None = None) -> None:
+                 clock: Clock | None = None, transport: Transport | None = None,
+                 launcher: Launcher | None = None) -> None:
         from pharosd.pipeline.series import SeriesRegistry
 
         self._clock: Clock = clock or SystemClock()
+        self._transport, self._launcher = transport, launcher   # None: the real ones
         self._state_dir = state_dir
         self._host = host
         self._lock = threading.RLock()
@@ -107,7 +112,7 @@ class Pipeline:
     # -- building --------------------------------------------------------------
 
     def _settings(self, config: PipelineSettings) -> list[ReceiverSettings]:
-        from pharosd.pipeline.uplink import resolve_settings
+        from pharosd.pipeline.receiver import resolve_settings
 
         return [resolve_settings(rw, index=i, host=self._host, capacity=config.buffer.capacity)
                 for i, rw in enumerate(config.uplink.remote_write)]
@@ -125,7 +130,8 @@ class Pipeline:
         self._spill, self._spill_path = spill, path
         for s in settings:
             self._lanes[s.name] = Lane(s, spill, self._registry.key_of, self._clock,
-                                       self._wake, base_seq=self._seq)
+                                       self._wake, base_seq=self._seq,
+                                       transport=self._transport, launcher=self._launcher)
         self._open_spill()
         self.enabled = True
         log.info("uplink_enabled", receivers=[s.name for s in settings],
@@ -189,10 +195,10 @@ class Pipeline:
                 self._wake.set()
         except Exception as e:
             self._offer_errors += 1
-            now = time.monotonic()
+            now = self._clock.monotonic()
             if now - self._last_offer_log >= 60.0:
                 self._last_offer_log = now
-                log.error("pipeline_offer_failed", error=f"{type(e).__name__}: {e}",
+                log.error("pipeline_offer_failed", error=describe_error(e),
                           failures=self._offer_errors)
 
     # -- the worker's side -------------------------------------------------------
@@ -301,7 +307,9 @@ class Pipeline:
                 kept = self._lanes.get(name)
                 if kept is None:
                     self._lanes[name] = Lane(s, spill, self._registry.key_of, self._clock,
-                                             self._wake, base_seq=self._seq)
+                                             self._wake, base_seq=self._seq,
+                                             transport=self._transport,
+                                             launcher=self._launcher)
                     log.info("receiver_added", receiver=name, url=s.safe_url)
                 else:
                     kept.apply(s)

@@ -147,8 +147,8 @@ class HttpProbeConfig:
         issues = _common_issues(self.name, self.every, self.timeout, self.soak, self.cool)
         parts = urlsplit(self.url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
-            issues.append(("url", "expected an http:// or https:// URL, "
-                                  f"got {redact_url(self.url)!r}"))
+            issues.append(("url", "expected an http:// or https:// URL, got "
+                           f"{redact_url(self.url)!r}"))
         for code in self.status:
             if not 100 <= code <= 599:
                 issues.append(("status", f"expected HTTP status codes 100..599, got {code}"))

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 
 import structlog
 
+from pharosd.clock import Clock, SystemClock
 from pharosd.errors import ProbeError
 from pharosd.probes.base import CheckResult, Probe
 from pharosd.probes.config import ExecProbeConfig
@@ -97,13 +98,14 @@ def child_env(extra: Mapping[str, str]) -> dict[str, str]:
 
 def run_command(argv: Sequence[str], env: Mapping[str, str], timeout: float, *,
                 cap: int = OUTPUT_CAP, grace: float = KILL_GRACE,
-                live: set[int] | None = None) -> RunResult:
+                live: set[int] | None = None, clock: Clock | None = None) -> RunResult:
     """Run ``argv`` to completion or ``timeout``; raise ``ProbeError`` if it cannot start.
 
     ``live``, when given, holds the plugin's process group id while it runs,
     so that the owner can kill it when the daemon stops mid-run.
     """
-    started = time.monotonic()
+    clock = clock or SystemClock()
+    started = clock.monotonic()
     deadline = started + timeout
     try:
         proc = subprocess.Popen(
@@ -136,7 +138,7 @@ def run_command(argv: Sequence[str], env: Mapping[str, str], timeout: float, *,
             if exited:
                 _drain(sel)
                 break
-            remaining = deadline - time.monotonic()
+            remaining = deadline - clock.monotonic()
             if remaining <= 0:
                 timed_out = True
                 break
@@ -146,7 +148,7 @@ def run_command(argv: Sequence[str], env: Mapping[str, str], timeout: float, *,
                 else:
                     _read(sel, key.fd, key.data)
         # The leader is not reaped yet, so its pid (the group id) is still ours.
-        killed = kill_group(proc.pid, grace)
+        killed = kill_group(proc.pid, grace, clock)
     finally:
         if live is not None:
             live.discard(proc.pid)
@@ -163,7 +165,7 @@ def run_command(argv: Sequence[str], env: Mapping[str, str], timeout: float, *,
     return RunResult(
         returncode=None if timed_out else proc.returncode,
         stdout=out.value(), stderr=err.value(), timed_out=timed_out,
-        duration=time.monotonic() - started, stdout_dropped=out.dropped,
+        duration=clock.monotonic() - started, stdout_dropped=out.dropped,
         killed=killed,
     )
 
@@ -241,12 +243,13 @@ def live_group_members(pgid: int) -> list[int]:
     return members
 
 
-def kill_group(pgid: int, grace: float) -> int:
+def kill_group(pgid: int, grace: float, clock: Clock | None = None) -> int:
     """SIGTERM the live processes of group ``pgid``, SIGKILL them after ``grace``;
     the number of processes that were alive at the start."""
     members = live_group_members(pgid)
     if not members:
         return 0
+    clock = clock or SystemClock()
     count = len(members)
     for sig in (signal.SIGTERM, signal.SIGKILL):
         try:
@@ -256,10 +259,10 @@ def kill_group(pgid: int, grace: float) -> int:
         except PermissionError as e:
             log.warning("plugin_kill_refused", pgid=pgid, error=str(e))
             return count
-        until = time.monotonic() + grace
+        until = clock.monotonic() + grace
         while True:
             members = live_group_members(pgid)
-            if not members or time.monotonic() >= until:
+            if not members or clock.monotonic() >= until:
                 break
             time.sleep(0.02)
         if not members:
@@ -274,8 +277,8 @@ class ExecProbe(Probe):
     kind = "exec"
     cfg: ExecProbeConfig
 
-    def __init__(self, cfg: ExecProbeConfig, every: float) -> None:
-        super().__init__(cfg, every)
+    def __init__(self, cfg: ExecProbeConfig, every: float, clock: Clock | None = None) -> None:
+        super().__init__(cfg, every, clock)
         self.env = child_env(cfg.env)
         self.perfdata_errors = 0         # malformed perfdata items and fields, in total
         self.perfdata_truncated = 0      # perfdata items past MAX_ITEMS, in total
@@ -294,7 +297,8 @@ class ExecProbe(Probe):
 
     def check(self, now: float) -> CheckResult:
         cfg = self.cfg
-        run = run_command(cfg.command, self.env, float(cfg.timeout), live=self._live)
+        run = run_command(cfg.command, self.env, float(cfg.timeout), live=self._live,
+                          clock=self.clock)
         duration = ("duration_seconds", run.duration)
         if run.timed_out:
             return CheckResult.failed(f"timed out after {format_duration(cfg.timeout)}",

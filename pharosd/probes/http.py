@@ -26,14 +26,15 @@ import re
 import socket
 import ssl
 import threading
-import time
 from typing import Any
 from urllib.parse import urlsplit
 
 import structlog
 
+from pharosd.clock import Clock
+from pharosd.errors import describe_error
 from pharosd.httpclient import proxies_for
-from pharosd.probes.base import CheckResult, Probe, describe_error
+from pharosd.probes.base import CheckResult, Probe
 from pharosd.probes.config import HttpProbeConfig
 from pharosd.probes.status import OK, UNKNOWN_STATE
 from pharosd.probes.x509 import not_after
@@ -51,8 +52,8 @@ class HttpProbe(Probe):
     kind = "http"
     cfg: HttpProbeConfig
 
-    def __init__(self, cfg: HttpProbeConfig, every: float) -> None:
-        super().__init__(cfg, every)
+    def __init__(self, cfg: HttpProbeConfig, every: float, clock: Clock | None = None) -> None:
+        super().__init__(cfg, every, clock)
         self.fail_status = UNKNOWN_STATE[cfg.level]
         self.body_re = re.compile(cfg.body_regex) if cfg.body_regex is not None else None
         parts = urlsplit(cfg.url)
@@ -73,7 +74,7 @@ class HttpProbe(Probe):
                               f"{format_duration(timeout)}")
         self._straggler = None
         box: dict[str, CheckResult] = {}
-        deadline = time.monotonic() + timeout
+        deadline = self.clock.monotonic() + timeout
 
         def run() -> None:
             try:
@@ -85,7 +86,7 @@ class HttpProbe(Probe):
 
         worker = threading.Thread(target=run, name=f"probe-http-{self.name}", daemon=True)
         worker.start()
-        worker.join(max(0.0, deadline - time.monotonic()))
+        worker.join(max(0.0, deadline - self.clock.monotonic()))
         if worker.is_alive():
             self._straggler = worker
             return self._fail(f"timed out after {format_duration(timeout)}")
@@ -104,7 +105,7 @@ class HttpProbe(Probe):
         values: list[tuple[str, float]] = []
         session = requests.Session()
         session.trust_env = False
-        started = time.monotonic()
+        started = self.clock.monotonic()
         try:
             verify: bool | str = False if cfg.insecure else (cfg.ca_file or True)
             remaining = max(0.001, deadline - started)
@@ -127,10 +128,10 @@ class HttpProbe(Probe):
                 body = b""
                 if self.body_re is not None and cfg.method != "HEAD":
                     try:
-                        body = _read_body(resp, deadline)
+                        body = _read_body(resp, deadline, self.clock)
                     except requests.exceptions.RequestException as e:
                         return self._fail(f"reading the body: {_reason(e)}")
-                latency = time.monotonic() - started
+                latency = self.clock.monotonic() - started
             values += [("latency_seconds", latency), ("status_code", float(resp.status_code))]
             values += self._cert(now, deadline)
             head = f"{resp.status_code} {resp.reason or ''}".strip()
@@ -160,7 +161,7 @@ class HttpProbe(Probe):
         """``cert_expiry_days`` for https, or nothing (a failure is logged once)."""
         if not self.https:
             return []
-        remaining = deadline - time.monotonic()
+        remaining = deadline - self.clock.monotonic()
         if remaining <= 0:
             return []
         try:
@@ -181,13 +182,13 @@ class HttpProbe(Probe):
                            (("up", 0.0), *(values or ())))
 
 
-def _read_body(resp: Any, deadline: float) -> bytes:
+def _read_body(resp: Any, deadline: float, clock: Clock) -> bytes:
     parts: list[bytes] = []
     size = 0
     for chunk in resp.iter_content(_CHUNK):
         parts.append(chunk)
         size += len(chunk)
-        if size >= MAX_BODY or time.monotonic() >= deadline:
+        if size >= MAX_BODY or clock.monotonic() >= deadline:
             break
     return b"".join(parts)[:MAX_BODY]
 

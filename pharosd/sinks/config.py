@@ -12,11 +12,12 @@ whitespace stripped); never both. docs/sinks.md documents every key.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal, Protocol
 from urllib.parse import urlsplit
 
 from pharosd.model import Level
+from pharosd.redact import redact_url
 from pharosd.types import Duration, FrozenDict, Size
 
 Facility = Literal[
@@ -141,7 +142,7 @@ class SyslogSinkConfig:
 def _http_issues(url: str, key: str) -> list[tuple[str, str]]:
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.netloc:
-        return [(key, f"expected an http:// or https:// URL, got {url!r}")]
+        return [(key, f"expected an http:// or https:// URL, got {redact_url(url)!r}")]
     return []
 
 
@@ -358,6 +359,12 @@ class ExecSinkConfig:
 
 SinkConfig = (FileSinkConfig | LogSinkConfig | SyslogSinkConfig | WebhookSinkConfig
               | AlertmanagerSinkConfig | EmailSinkConfig | ExecSinkConfig)
+
+
+def delivery_part(cfg: SinkConfig) -> SinkConfig:
+    """A sink's config without what only the notifier reads (``filter``, ``repeat``):
+    a reload that changes only those keeps the sink's worker, outbox and counters."""
+    return replace(cfg, filter=None, repeat=None)
 
 
 class SinkSettings(Protocol):

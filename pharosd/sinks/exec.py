@@ -4,9 +4,10 @@ The command runs from an argv list (never a shell), with ``cwd=/``, in a
 session and process group of its own, with the event's JSON object (one
 line) on stdin and a small environment: ``PATH``, ``LANG=C.UTF-8``, the
 sink's ``env``, then ``PHAROS_RULE``, ``PHAROS_STATUS``, ``PHAROS_LEVEL``,
-``PHAROS_FINGERPRINT`` and ``PHAROS_EVENT_ID`` (pharosd's own environment is
-not passed on). stdout is discarded; the first ``STDERR_CAP`` bytes of
-stderr are kept for the error message (the rest is read and dropped).
+``PHAROS_FINGERPRINT``, ``PHAROS_EVENT_ID`` and ``PHAROS_REMINDER`` (``true`` or
+``false``; pharosd's own environment is not passed on). stdout is discarded; the
+first ``STDERR_CAP`` bytes of stderr are kept for the error message (the rest is
+read and dropped).
 
 ``classify_exit`` is the pure rule: exit 0 is delivered; 75 (EX_TEMPFAIL)
 is a ``DeliveryError`` (retried); any other exit, or death by a signal, is a
@@ -34,6 +35,7 @@ from dataclasses import dataclass
 
 import structlog
 
+from pharosd.clock import Clock, SystemClock
 from pharosd.errors import DeliveryError, PermanentDeliveryError
 from pharosd.model import AlertEvent
 
@@ -57,7 +59,8 @@ def event_env(event: AlertEvent, extra: Mapping[str, str]) -> dict[str, str]:
     env = {"PATH": DEFAULT_PATH, "LANG": "C.UTF-8"}
     env.update(extra)
     env.update(PHAROS_RULE=event.rule, PHAROS_STATUS=event.status, PHAROS_LEVEL=event.level,
-               PHAROS_FINGERPRINT=event.fingerprint, PHAROS_EVENT_ID=event.id)
+               PHAROS_FINGERPRINT=event.fingerprint, PHAROS_EVENT_ID=event.id,
+               PHAROS_REMINDER="true" if event.reminder else "false")
     return env
 
 
@@ -92,7 +95,7 @@ def _exited(pid: int) -> bool:
     return info is not None and info.si_pid != 0
 
 
-def _signal_group(pgid: int, grace: float, leader_exited: bool) -> None:
+def _signal_group(pgid: int, grace: float, leader_exited: bool, clock: Clock) -> None:
     """SIGTERM the group, SIGKILL it after ``grace`` if the leader or others remain."""
     for sig in (signal.SIGTERM, signal.SIGKILL):
         try:
@@ -101,8 +104,8 @@ def _signal_group(pgid: int, grace: float, leader_exited: bool) -> None:
             return
         if sig == signal.SIGKILL:
             return
-        until = time.monotonic() + grace
-        while time.monotonic() < until:
+        until = clock.monotonic() + grace
+        while clock.monotonic() < until:
             if leader_exited or _exited(pgid):
                 # the leader is gone; other members get the SIGKILL regardless
                 break
@@ -110,9 +113,11 @@ def _signal_group(pgid: int, grace: float, leader_exited: bool) -> None:
 
 
 def run(argv: Sequence[str], stdin: bytes, env: Mapping[str, str], timeout: float, *,
-        grace: float = KILL_GRACE, running: set[int] | None = None) -> ExecResult:
+        grace: float = KILL_GRACE, running: set[int] | None = None,
+        clock: Clock | None = None) -> ExecResult:
     """Run ``argv`` with ``stdin``; raise ``OSError`` when it cannot start."""
-    deadline = time.monotonic() + timeout
+    clock = clock or SystemClock()
+    deadline = clock.monotonic() + timeout
     with tempfile.TemporaryFile() as fin:   # no pipe: a command that ignores stdin is fine
         fin.write(stdin)
         fin.seek(0)
@@ -131,7 +136,7 @@ def run(argv: Sequence[str], stdin: bytes, env: Mapping[str, str], timeout: floa
             sel.register(fd, selectors.EVENT_READ)
             eof = False
             while not _exited(proc.pid):
-                remaining = deadline - time.monotonic()
+                remaining = deadline - clock.monotonic()
                 if remaining <= 0:
                     timed_out = True
                     break
@@ -145,7 +150,7 @@ def run(argv: Sequence[str], stdin: bytes, env: Mapping[str, str], timeout: floa
             if not eof:
                 _read_into(fd, kept)
         # Before reaping the leader: its pid is still the group id and ours to signal.
-        _signal_group(proc.pid, grace, leader_exited=not timed_out)
+        _signal_group(proc.pid, grace, leader_exited=not timed_out, clock=clock)
     finally:
         if running is not None:
             running.discard(proc.pid)
@@ -177,8 +182,9 @@ def _read_into(fd: int, kept: bytearray) -> bool:
 class ExecSink:
     def __init__(self, name: str, command: Sequence[str], *,
                  env: Mapping[str, str] | None = None, timeout: float = 30.0,
-                 grace: float = KILL_GRACE) -> None:
+                 grace: float = KILL_GRACE, clock: Clock | None = None) -> None:
         self.name = name
+        self._clock: Clock = clock or SystemClock()
         self.command = tuple(command)
         self.env = dict(env or {})
         self.timeout = timeout
@@ -191,7 +197,7 @@ class ExecSink:
         stdin = (event.to_json() + "\n").encode()
         try:
             result = run(self.command, stdin, event_env(event, self.env), self.timeout,
-                         grace=self.grace, running=self._running)
+                         grace=self.grace, running=self._running, clock=self._clock)
         except OSError as e:
             raise DeliveryError(f"exec {self.command[0]}: cannot run: "
                                 f"{e.strerror or e}") from None

@@ -4,13 +4,14 @@ One database file per sink (``<state_dir>/outbox/<name>.db``) holds one
 table of pending events in submit order (``seq`` never reused). A row is
 written before delivery is tried and deleted only once the event is
 delivered or given up, so pending events survive a restart and ``kill -9``.
-Commits use ``synchronous=FULL``: a committed event also survives a power
-cut. The queue is bounded (``max_rows``): when full, the oldest row is
+The file is opened by ``pharosd.sqlitedb.open_sqlite`` (WAL checked, mode
+0640); commits use ``synchronous=FULL``: a committed event also survives a
+power cut. The queue is bounded (``max_rows``): when full, the oldest row is
 dropped and counted.
 
 A file that is not a readable database (``is_corrupt``) is moved aside
 (``quarantine``: ``<name>.db.corrupt-<time>``, logged) and a fresh one
-started. Files are created mode 0640.
+started.
 
 This class is not thread-safe on its own; ``SinkWorker`` serialises access
 with its lock. Errors are ``sqlite3.Error`` (the worker falls back to memory).
@@ -29,10 +30,9 @@ from dataclasses import dataclass
 import structlog
 
 from pharosd.model import AlertEvent
+from pharosd.sqlitedb import open_sqlite
 
 log = structlog.get_logger(__name__)
-
-FILE_MODE = 0o640
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
@@ -106,9 +106,6 @@ class Outbox:
     def __init__(self, path: str, *, max_rows: int = 10_000) -> None:
         self.path = path
         self.max_rows = max_rows
-        d = os.path.dirname(path)
-        if d:
-            os.makedirs(d, mode=0o750, exist_ok=True)
         try:
             self._conn, self._count = self._connect(path)
         except sqlite3.DatabaseError as e:
@@ -119,13 +116,8 @@ class Outbox:
 
     @staticmethod
     def _connect(path: str) -> tuple[sqlite3.Connection, int]:
-        with contextlib.suppress(OSError):          # created 0640, not by the umask
-            os.close(os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, FILE_MODE))
-        conn = sqlite3.connect(path, timeout=5.0, isolation_level=None,
-                               check_same_thread=False)
+        conn = open_sqlite(path, busy_timeout=5.0, synchronous="FULL")
         try:
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=FULL")
             conn.executescript(_SCHEMA)
             count = int(conn.execute("SELECT COUNT(*) FROM events").fetchone()[0])
             check = conn.execute("PRAGMA quick_check(1)").fetchone()
@@ -134,8 +126,6 @@ class Outbox:
         except sqlite3.Error:
             conn.close()
             raise
-        with contextlib.suppress(OSError):
-            os.chmod(path, FILE_MODE)
         return conn, count
 
     def __len__(self) -> int:

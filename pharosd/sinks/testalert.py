@@ -13,11 +13,11 @@ sink name. The Alertmanager sink's re-send state is not touched.
 from __future__ import annotations
 
 import contextlib
-import time
 from collections.abc import Callable
 from typing import TextIO
 
-from pharosd.errors import ConfigError, DeliveryError
+from pharosd.clock import Clock, SystemClock
+from pharosd.errors import ConfigError, DeliveryError, describe_error
 from pharosd.model import AlertEvent, Level, fingerprint, labels_of
 from pharosd.sinks.config import SinkConfig, SinkSettings
 from pharosd.sinks.factory import build_sink
@@ -45,7 +45,8 @@ SkipReason = Callable[[SinkConfig, AlertEvent], "str | None"]
 
 
 def run_test_alert(config: SinkSettings, sink: str | None, out: TextIO, *,
-                   level: Level = "warning", skip: SkipReason | None = None) -> int:
+                   level: Level = "warning", skip: SkipReason | None = None,
+                   clock: Clock | None = None) -> int:
     names = [s.name for s in config.sinks]
     if sink is not None and sink not in names:
         known = ", ".join(names) or "none"
@@ -53,16 +54,17 @@ def run_test_alert(config: SinkSettings, sink: str | None, out: TextIO, *,
         return 2
     state_dir = config.resolved_state_dir()
     host = config.resolved_host()
+    clock = clock or SystemClock()
     failed = 0
     for cfg in config.sinks:
         if sink is not None and cfg.name != sink:
             continue
-        firing = synthetic_events(host, cfg.name, time.time(), level)[0]
+        firing = synthetic_events(host, cfg.name, clock.wall(), level)[0]
         why = skip(cfg, firing) if skip is not None else None
         if why is not None:
             out.write(f"{cfg.name}: skipped: its filter refuses this alert: {why}\n")
             continue
-        reason = _try(cfg, state_dir, host, level)
+        reason = _try(cfg, state_dir, host, level, clock)
         if reason is None:
             out.write(f"{cfg.name}: ok\n")
         else:
@@ -72,21 +74,21 @@ def run_test_alert(config: SinkSettings, sink: str | None, out: TextIO, *,
     return 1 if failed else 0
 
 
-def _try(cfg: object, state_dir: str, host: str, level: Level) -> str | None:
+def _try(cfg: object, state_dir: str, host: str, level: Level, clock: Clock) -> str | None:
     try:
         built = build_sink(cfg, state_dir=state_dir, host=host,  # type: ignore[arg-type]
-                           ephemeral=True)
+                           ephemeral=True, clock=clock)
     except ConfigError as e:
         return str(e)
     except (OSError, ValueError) as e:
         return f"cannot build the sink: {e}"
     try:
-        for event in synthetic_events(host, built.name, time.time(), level):
+        for event in synthetic_events(host, built.name, clock.wall(), level):
             built.deliver(event)
     except DeliveryError as e:
         return str(e)
     except Exception as e:  # a sink bug must still give a line of output
-        return f"{type(e).__name__}: {e}"
+        return describe_error(e)
     finally:
         with contextlib.suppress(Exception):
             built.close()
