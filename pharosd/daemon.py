@@ -383,14 +383,11 @@ class Daemon:
             new = self._reload_config()
             self._apply(new)
         except Exception as exc:    # whatever it is, the running config stays
-            if isinstance(exc, ConfigError):
-                errors = [str(i) for i in exc.issues]
-            elif isinstance(exc, PharosError):
-                errors = [str(exc)]
-            else:
-                errors = [f"{self.loaded.source}: the new config could not be applied: "
-                          f"{describe_error(exc)[:300]}"]
+            if not isinstance(exc, PharosError):
                 log.error("reload_crashed", error=describe_error(exc)[:300], exc_info=True)
+            errors = ([str(i) for i in exc.issues] if isinstance(exc, ConfigError) else
+                      [str(exc)] if isinstance(exc, PharosError) else
+                      [f"{self.loaded.source}: not applied: {describe_error(exc)[:300]}"])
             for err in errors:
                 log.error("reload_failed", error=err)
             self.reload_state = {"ok": False, "at": self.clock.wall(), "errors": errors}
