@@ -13,7 +13,6 @@ Needs prometheus-node-exporter (Debian package). Figures in docs/benchmarks.md.
 from __future__ import annotations
 
 import http.client
-import os
 import shutil
 import signal
 import socket
@@ -25,6 +24,7 @@ import time
 from pathlib import Path
 
 import psutil
+from run_bench import daemon_env, measure  # bench/ is this script's sys.path[0]
 
 ACCEPT = ("application/openmetrics-text;version=1.0.0,application/openmetrics-text;"
           "version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1")
@@ -60,19 +60,6 @@ def scraper(ports: dict[str, int], stop: threading.Event, sizes: dict[str, int])
         stop.wait(max(0.0, nxt - time.monotonic()))
 
 
-def measure(procs: dict[str, psutil.Process], seconds: float) -> dict[str, tuple[float, float]]:
-    start = {k: sum(p.cpu_times()[:2]) for k, p in procs.items()}
-    peak = dict.fromkeys(procs, 0)
-    t0 = time.monotonic()
-    while time.monotonic() - t0 < seconds:
-        for k, p in procs.items():
-            peak[k] = max(peak[k], p.memory_info().rss)
-        time.sleep(1.0)
-    wall = time.monotonic() - t0
-    return {k: (100 * (sum(p.cpu_times()[:2]) - start[k]) / wall, peak[k] / 2**20)
-            for k, p in procs.items()}
-
-
 def main() -> int:
     seconds = float(sys.argv[1]) if len(sys.argv) > 1 else 60.0
     exporter = shutil.which("prometheus-node-exporter")
@@ -80,8 +67,7 @@ def main() -> int:
         sys.exit("needs prometheus-node-exporter (apt-get install prometheus-node-exporter)")
     ports = {"pharosd": free_port(), "node_exporter": free_port()}
     with tempfile.TemporaryDirectory() as tmp:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("PHAROS")}
-        env.update({"STATE_DIRECTORY": tmp, "RUNTIME_DIRECTORY": tmp})
+        env = daemon_env(tmp)
         default = subprocess.run([sys.executable, "-c", "from pharosd.config import "
                                   "default_config_text as d; print(d())"],
                                  capture_output=True, text=True, check=True).stdout

@@ -29,7 +29,8 @@ LAYER_NAMES = ("leaf", "family", "config", "daemon", "cli")
 LEAVES = {"pharosd", "pharosd.model", "pharosd.types", "pharosd.units", "pharosd.errors",
           "pharosd.clock", "pharosd.worker", "pharosd.source", "pharosd.bus", "pharosd.logs",
           "pharosd.backoff", "pharosd.redact", "pharosd.secretfile", "pharosd.sqlitedb",
-          "pharosd.httpclient"}
+          "pharosd.httpclient", "pharosd.subprocesses", "pharosd.checks",
+          "pharosd.connections"}
 FAMILIES = {"statistics", "probes", "alerting", "sinks", "pipeline", "collection", "control",
             "http"}
 DAEMON_MODULES = {"pharosd.daemon", "pharosd.supervisor", "pharosd.slots", "pharosd.notify",

@@ -414,7 +414,7 @@ def test_env_key_validation():
 
 def test_without_pidfd_support(tmp_path, monkeypatch):
     """Kernels before 5.3 have no pidfd: the runner polls for the exit instead."""
-    import pharosd.probes.exec as exec_module
+    import pharosd.subprocesses as exec_module
 
     monkeypatch.setattr(exec_module, "_pidfd_open", lambda pid: None)
     s = run(probe(*sh("echo 'OK - polled | v=7'")))

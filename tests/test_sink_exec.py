@@ -158,6 +158,11 @@ def test_config_and_factory(tmp_path: Path) -> None:
     ("{name: x, kind: exec, command: [/bin/true], env: {'A=B': c}}", "sinks[0].env: "
                                                                      "expected environment"),
     ("{name: x, kind: exec, command: /bin/true}", "sinks[0].command: expected a list"),
+    # the same command rules as the exec probe's (pharosd.checks): execve takes C strings
+    ('{name: x, kind: exec, command: [/bin/true, "a\\0b"]}',
+     "sinks[0].command[1]: expected no NUL byte"),
+    ('{name: x, kind: exec, command: [/bin/true], env: {T: "x\\0"}}',
+     "sinks[0].env.T: expected no NUL byte"),
 ])
 def test_bad_config_is_positioned(yaml: str, message: str) -> None:
     with pytest.raises(ConfigError) as e:

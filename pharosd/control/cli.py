@@ -27,6 +27,12 @@ EXIT_ERROR = 1
 EXIT_NOT_RUNNING = 3   # LSB init-script "program is not running"
 
 
+def failed(prog: str, exc: ControlError, err: TextIO) -> int:
+    """Say why ``prog`` could not ask the daemon; its exit code (3: none runs, else 1)."""
+    print(f"{prog}: {exc}", file=err)
+    return EXIT_NOT_RUNNING if isinstance(exc, NotRunning) else EXIT_ERROR
+
+
 def add_status_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of ``pharosd status`` (for the CLI's subparser)."""
     parser.add_argument("--json", action="store_true",
@@ -52,12 +58,8 @@ def status_main(args: argparse.Namespace | Sequence[str] | None = None, *,
     timeout = getattr(args, "timeout", None) or 5.0
     try:
         state = query_status(path, timeout)
-    except NotRunning as exc:
-        print(f"pharosd status: {exc}", file=err)
-        return EXIT_NOT_RUNNING
     except ControlError as exc:
-        print(f"pharosd status: {exc}", file=err)
-        return EXIT_ERROR
+        return failed("pharosd status", exc, err)
     if getattr(args, "json", False):
         out.write(json.dumps(state, indent=2, sort_keys=True, default=str) + "\n")
     else:
@@ -80,11 +82,7 @@ def watch_main(args: argparse.Namespace, *, stdout: TextIO | None = None,
             out.flush()
     except KeyboardInterrupt:
         return EXIT_OK
-    except NotRunning as exc:
-        print(f"pharosd watch: {exc}", file=err)
-        return EXIT_NOT_RUNNING
     except ControlError as exc:
-        print(f"pharosd watch: {exc}", file=err)
-        return EXIT_ERROR
+        return failed("pharosd watch", exc, err)
     print("pharosd watch: the daemon closed the stream", file=err)
     return EXIT_ERROR

@@ -45,6 +45,21 @@ def _connect(path: str, timeout: float) -> socket.socket:
     return sock
 
 
+@contextlib.contextmanager
+def _session(path: str, timeout: float) -> Iterator[socket.socket]:
+    """A connection to the daemon, closed at the end; a timeout or a socket error
+    inside becomes a ``ControlError`` naming ``path``."""
+    sock = _connect(path, timeout)
+    try:
+        yield sock
+    except TimeoutError as exc:
+        raise ControlError(f"pharosd did not answer on {path} within {timeout:g}s") from exc
+    except OSError as exc:
+        raise ControlError(f"lost the connection to {path}: {exc}") from exc
+    finally:
+        sock.close()
+
+
 def watch(path: str, rule: str | None = None, timeout: float = 5.0
           ) -> Iterator[dict[str, Any]]:
     """Subscribe to the daemon's alert events; yield each one as it arrives.
@@ -52,8 +67,7 @@ def watch(path: str, rule: str | None = None, timeout: float = 5.0
     Returns when the daemon closes the stream cleanly; raises ``ControlError``
     when it refuses or drops this watcher, ``NotRunning`` when none runs.
     """
-    sock = _connect(path, timeout)
-    try:
+    with _session(path, timeout) as sock:
         sock.sendall(encode({"cmd": "watch", "rule": rule}))
         stream = sock.makefile("rb")
         sock.settimeout(timeout)
@@ -68,12 +82,6 @@ def watch(path: str, rule: str | None = None, timeout: float = 5.0
                 yield msg["event"]
             elif msg.get("ok") is False:
                 raise ControlError(f"pharosd ended the watch: {msg.get('error')}")
-    except TimeoutError as exc:
-        raise ControlError(f"pharosd did not answer on {path} within {timeout:g}s") from exc
-    except OSError as exc:
-        raise ControlError(f"lost the connection to {path}: {exc}") from exc
-    finally:
-        sock.close()
 
 
 def _decode(line: bytes) -> dict[str, Any]:
@@ -105,41 +113,14 @@ def query_status(path: str, timeout: float = 5.0, *,
 def request(path: str, obj: dict[str, Any], timeout: float = 5.0, *,
             clock: Clock | None = None) -> dict[str, Any]:
     """Send one request to the daemon at ``path``; its ``ok`` answer (else raise)."""
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    sock.settimeout(timeout)
     clock = clock or SystemClock()
     deadline = clock.monotonic() + timeout
-    try:
-        try:
-            sock.connect(path)
-        except (FileNotFoundError, ConnectionRefusedError) as exc:
-            raise NotRunning(f"pharosd is not running: nothing listens on {path} "
-                             f"({exc.strerror or exc})") from exc
-        except PermissionError as exc:
-            raise ControlError(f"permission denied on {path}: run as root or as a member "
-                               f"of group {SOCKET_GROUP}") from exc
-        except OSError as exc:
-            if exc.errno in (errno.ENOTDIR, errno.ENOTSOCK, errno.ECONNREFUSED):
-                raise NotRunning(f"pharosd is not running: nothing listens on {path} "
-                                 f"({exc.strerror or exc})") from exc
-            raise ControlError(f"cannot connect to {path}: {exc}") from exc
-        try:
-            # A busy daemon may answer and close before reading: read its answer anyway.
-            with contextlib.suppress(BrokenPipeError, ConnectionResetError):
-                sock.sendall(encode(obj))
-            data = _read_line(sock, deadline, clock)
-        except TimeoutError as exc:
-            raise ControlError(f"pharosd did not answer on {path} within {timeout:g}s") from exc
-        except OSError as exc:
-            raise ControlError(f"lost the connection to {path}: {exc}") from exc
-    finally:
-        sock.close()
-    try:
-        response = json.loads(data.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise ControlError(f"pharosd sent an answer that is not JSON: {exc}") from exc
-    if not isinstance(response, dict):
-        raise ControlError(f"pharosd sent a {type(response).__name__}, expected an object")
+    with _session(path, timeout) as sock:
+        # A busy daemon may answer and close before reading: read its answer anyway.
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            sock.sendall(encode(obj))
+        data = _read_line(sock, deadline, clock)
+    response = _decode(data)
     if not response.get("ok"):
         raise ControlError(f"pharosd refused: {response.get('error', 'no reason given')}")
     return response

@@ -243,14 +243,19 @@ def _bytes(value: Any) -> str:
     return format_size(int(value)) if _is_num(value) else _cell(value)
 
 
+def _timestamp(value: Any) -> float | None:
+    """Wall seconds from a number or an RFC 3339 string; None for anything else."""
+    if _is_num(value):
+        return float(value)
+    if isinstance(value, str):
+        with contextlib.suppress(ValueError):
+            return parse_rfc3339(value)
+    return None
+
+
 def _ago(value: Any, now: float) -> str:
     """A timestamp as its age: ``3m12s ago`` (the full time is in ``--json``)."""
-    ts: float | None = None
-    if _is_num(value):
-        ts = float(value)
-    elif isinstance(value, str):
-        with contextlib.suppress(ValueError):
-            ts = parse_rfc3339(value)
+    ts = _timestamp(value)
     if ts is None:
         return _cell(value)
     return f"{_age(now - ts)} ago"
@@ -265,12 +270,7 @@ def _age(seconds: Any) -> str:
 
 def _when(value: Any, now: float) -> str:
     """A timestamp (wall seconds or RFC 3339) as ``RFC3339 (AGE ago)``."""
-    ts: float | None = None
-    if _is_num(value):
-        ts = float(value)
-    elif isinstance(value, str):
-        with contextlib.suppress(ValueError):
-            ts = parse_rfc3339(value)
+    ts = _timestamp(value)
     if ts is None:
         return _clean(value)
     return f"{rfc3339(ts)} ({_age(now - ts)} ago)"

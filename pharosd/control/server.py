@@ -33,12 +33,13 @@ import socket
 import stat
 import struct
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import structlog
 
 from pharosd.clock import Clock, SystemClock
+from pharosd.connections import Connection, Connections
 from pharosd.control.protocol import (
     SOCKET_GROUP,
     Command,
@@ -60,16 +61,14 @@ CLIENT_TIMEOUT = 2.0           # seconds a connection may take, all told
 RETRY_BIND = 30.0              # seconds between attempts when the socket cannot be bound
 
 
-@dataclass
-class _Conn:
-    sock: socket.socket
-    deadline: float
-    inbox: bytearray = field(default_factory=bytearray)
-    outbox: bytes = b""
+@dataclass(eq=False)
+class _Conn(Connection):
     answered: bool = False
-    draining: bool = False   # answered and half-closed; reading the client's leftovers
     peer: Peer | None = None
     watcher: Watcher | None = None
+
+
+_Table = Connections[_Conn]
 
 
 _UCRED = struct.Struct("3i")
@@ -135,8 +134,7 @@ class ControlServer:
                         break
                 continue
             listener, inode = bound
-        sel = selectors.DefaultSelector()
-        conns: dict[int, _Conn] = {}
+        table: _Table = Connections(listener, on_close=self._forget_watcher)
         wake_r, wake_w = socket.socketpair()
         wake_r.setblocking(False)
         wake_w.setblocking(False)
@@ -146,17 +144,14 @@ class ControlServer:
                 wake_w.send(b"\0")
 
         try:
-            sel.register(listener, selectors.EVENT_READ, None)
-            sel.register(wake_r, selectors.EVENT_READ, "wake")
+            table.sel.register(wake_r, selectors.EVENT_READ, "wake")
             self.watchers.set_waker(wake)
             while not ctx.stopping:
                 ctx.beat()
-                self._serve_once(sel, listener, conns)
+                self._serve_once(table)
         finally:
             self.watchers.set_waker(lambda: None)
-            for conn in list(conns.values()):
-                self._close(sel, conns, conn)
-            sel.close()
+            table.close_all()
             wake_r.close()
             wake_w.close()
             listener.close()
@@ -245,81 +240,64 @@ class ControlServer:
             if os.lstat(self.path).st_ino == inode:
                 os.unlink(self.path)
 
-    def _serve_once(self, sel: selectors.BaseSelector, listener: socket.socket,
-                    conns: dict[int, _Conn]) -> None:
-        now = self._clock.monotonic()
-        timeout = self._tick
-        if conns:
-            timeout = min(timeout, max(0.0, min(c.deadline for c in conns.values()) - now))
-        for key, events in sel.select(timeout):
+    def _serve_once(self, table: _Table) -> None:
+        for key, events in table.select(self._clock.monotonic(), self._tick):
             if key.data is None:
-                self._accept(sel, listener, conns)
+                self._accept(table)
                 continue
             if key.data == "wake":
-                self._feed_watchers(sel, conns, key.fileobj)  # type: ignore[arg-type]
+                self._feed_watchers(table, key.fileobj)  # type: ignore[arg-type]
                 continue
             conn: _Conn = key.data
             if conn.watcher is not None:
-                self._serve_watcher(sel, conns, conn, events)
+                self._serve_watcher(table, conn, events)
             elif conn.draining:
-                self._drain(sel, conns, conn)
+                table.drain(conn)
             elif events & selectors.EVENT_READ and not conn.answered:
-                self._read(sel, conns, conn)
+                self._read(table, conn)
             elif events & selectors.EVENT_WRITE:
-                self._write(sel, conns, conn)
-        now = self._clock.monotonic()
-        for conn in [c for c in conns.values() if c.deadline <= now]:
+                self._write(table, conn)
+        for conn in table.expired(self._clock.monotonic()):
             if not conn.draining:
                 self.timeouts += 1
                 log.debug("control_client_timeout",
                           pending_bytes=len(conn.inbox) + len(conn.outbox))
-            self._close(sel, conns, conn)
+            table.close(conn)
 
-    def _accept(self, sel: selectors.BaseSelector, listener: socket.socket,
-                conns: dict[int, _Conn]) -> None:
-        for _ in range(self._max_clients):
-            try:
-                sock, _addr = listener.accept()
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError as exc:
-                log.warning("control_accept_failed", error=str(exc))
-                return
-            sock.setblocking(False)
-            if len(conns) >= self._max_clients:
+    def _accept(self, table: _Table) -> None:
+        for sock in table.accept(self._max_clients, "control_accept_failed"):
+            if len(table) >= self._max_clients:
                 self.refused += 1
                 with contextlib.suppress(OSError):
                     sock.send(encode({"ok": False, "error": "busy: too many clients"}))
                 sock.close()
                 continue
-            conn = _Conn(sock, self._clock.monotonic() + self._client_timeout,
-                         peer=peer_of(sock))
-            conns[sock.fileno()] = conn
-            sel.register(sock, selectors.EVENT_READ, conn)
+            table.add(_Conn(sock, self._clock.monotonic() + self._client_timeout,
+                            peer=peer_of(sock)))
 
-    def _read(self, sel: selectors.BaseSelector, conns: dict[int, _Conn], conn: _Conn) -> None:
+    def _read(self, table: _Table, conn: _Conn) -> None:
         try:
             data = conn.sock.recv(self._max_request + 1 - len(conn.inbox))
         except (BlockingIOError, InterruptedError):
             return
         except OSError:
-            self._close(sel, conns, conn)
+            table.close(conn)
             return
         conn.inbox += data
         line, newline, _rest = bytes(conn.inbox).partition(b"\n")
         if newline or (not data and line.strip()):
-            self._respond(sel, conn, line)
+            self._respond(table, conn, line)
         elif not data:
-            self._close(sel, conns, conn)   # closed without asking anything
+            table.close(conn)   # closed without asking anything
         elif len(conn.inbox) > self._max_request:
             self.errors += 1
-            self._reply(sel, conn, {"ok": False,
-                                    "error": f"request longer than {self._max_request} bytes"})
+            self._reply(table, conn, {"ok": False,
+                                      "error": f"request longer than {self._max_request} bytes"})
 
-    def _respond(self, sel: selectors.BaseSelector, conn: _Conn, line: bytes) -> None:
+    def _respond(self, table: _Table, conn: _Conn, line: bytes) -> None:
         is_watch, pattern = _watch_request(line)
         if is_watch:
-            self._start_watch(sel, conn, pattern)
+            self._start_watch(table, conn, pattern)
             return
         try:
             response = answer(line, self._state, self._commands, conn.peer)
@@ -331,82 +309,70 @@ class ControlServer:
         else:
             self.errors += 1
             log.warning("control_bad_request", error=str(response.get("error"))[:200])
-        self._reply(sel, conn, response)
+        self._reply(table, conn, response)
 
-    def _reply(self, sel: selectors.BaseSelector, conn: _Conn, response: Mapping[str, Any]) -> None:
+    def _reply(self, table: _Table, conn: _Conn, response: Mapping[str, Any]) -> None:
         conn.answered = True
         conn.outbox = encode(response)
-        sel.modify(conn.sock, selectors.EVENT_WRITE, conn)
+        table.want(conn, selectors.EVENT_WRITE)
 
-    def _write(self, sel: selectors.BaseSelector, conns: dict[int, _Conn], conn: _Conn) -> None:
+    @staticmethod
+    def _send(table: _Table, conn: _Conn) -> bool:
+        """Send what the outbox holds; True once it is empty (False: later, or closed)."""
         try:
             sent = conn.sock.send(conn.outbox)
         except (BlockingIOError, InterruptedError):
-            return
+            return False
         except OSError:
-            self._close(sel, conns, conn)
-            return
+            table.close(conn)
+            return False
         conn.outbox = conn.outbox[sent:]
-        if conn.outbox:
-            return
-        # Closing a unix socket that still holds unread bytes resets the peer
-        # before it reads our answer: half-close, then read until its EOF.
-        try:
-            conn.sock.shutdown(socket.SHUT_WR)
-        except OSError:
-            self._close(sel, conns, conn)
-            return
-        conn.draining = True
-        sel.modify(conn.sock, selectors.EVENT_READ, conn)
+        return not conn.outbox
 
-    def _drain(self, sel: selectors.BaseSelector, conns: dict[int, _Conn], conn: _Conn) -> None:
-        try:
-            data = conn.sock.recv(65536)
-        except (BlockingIOError, InterruptedError):
-            return
-        except OSError:
-            data = b""
-        if not data:
-            self._close(sel, conns, conn)
+    def _write(self, table: _Table, conn: _Conn) -> None:
+        if self._send(table, conn):
+            table.half_close(conn)
 
     # -- watchers --------------------------------------------------------------------
 
-    def _start_watch(self, sel: selectors.BaseSelector, conn: _Conn,
-                     pattern: str | None) -> None:
+    def _start_watch(self, table: _Table, conn: _Conn, pattern: str | None) -> None:
         watcher = self.watchers.add(pattern)
         if watcher is None:
             self.errors += 1
-            self._reply(sel, conn, {"ok": False, "error": "busy: too many watchers"})
+            self._reply(table, conn, {"ok": False, "error": "busy: too many watchers"})
             return
         self.served += 1
         conn.watcher = watcher
         conn.answered = True
         conn.deadline = float("inf")
         conn.outbox = encode({"ok": True, "watching": True, "rule": pattern})
-        sel.modify(conn.sock, selectors.EVENT_READ | selectors.EVENT_WRITE, conn)
+        table.want(conn, selectors.EVENT_READ | selectors.EVENT_WRITE)
         log.info("watcher_added", watcher=watcher.id, rule=pattern)
 
-    def _feed_watchers(self, sel: selectors.BaseSelector, conns: dict[int, _Conn],
-                       wake: socket.socket) -> None:
+    def _feed_watchers(self, table: _Table, wake: socket.socket) -> None:
         with contextlib.suppress(OSError):
             while wake.recv(4096):
                 pass
-        for conn in [c for c in conns.values() if c.watcher is not None]:
-            assert conn.watcher is not None
+        for conn in table:
+            if conn.watcher is None:
+                continue
             if conn.outbox and not conn.watcher.dropped:
                 continue                  # still writing; its queue fills or waits
-            data, dropped = self.watchers.take(conn.watcher)
-            if dropped:
-                with contextlib.suppress(OSError):
-                    conn.sock.send(encode({"ok": False, "error": "dropped: too slow"}))
-                self._close(sel, conns, conn)
-                continue
-            if data:
-                conn.outbox += data
-                sel.modify(conn.sock, selectors.EVENT_READ | selectors.EVENT_WRITE, conn)
+            self._feed(table, conn)
 
-    def _serve_watcher(self, sel: selectors.BaseSelector, conns: dict[int, _Conn],
-                       conn: _Conn, events: int) -> None:
+    def _feed(self, table: _Table, conn: _Conn) -> None:
+        """Move the watcher's queued events to its outbox; end a watcher that fell behind."""
+        assert conn.watcher is not None
+        data, dropped = self.watchers.take(conn.watcher)
+        if dropped:
+            with contextlib.suppress(OSError):
+                conn.sock.send(encode({"ok": False, "error": "dropped: too slow"}))
+            table.close(conn)
+        elif data:
+            conn.outbox += data
+            table.want(conn, selectors.EVENT_READ | selectors.EVENT_WRITE)
+
+    def _serve_watcher(self, table: _Table, conn: _Conn, events: int) -> None:
         if events & selectors.EVENT_READ:
             try:
                 data = conn.sock.recv(4096)
@@ -415,43 +381,20 @@ class ControlServer:
             except OSError:
                 data = b""
             if not data:                  # the client went: the subscription ends
-                self._close(sel, conns, conn)
+                table.close(conn)
                 return
-        if events & selectors.EVENT_WRITE and conn.outbox:
-            try:
-                sent = conn.sock.send(conn.outbox)
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError:
-                self._close(sel, conns, conn)
-                return
-            conn.outbox = conn.outbox[sent:]
-            if not conn.outbox:
-                sel.modify(conn.sock, selectors.EVENT_READ, conn)
-                assert conn.watcher is not None
-                if conn.watcher.queue:    # more arrived meanwhile
-                    self._feed_watchers_one(sel, conns, conn)
+        if events & selectors.EVENT_WRITE and conn.outbox and self._send(table, conn):
+            table.want(conn, selectors.EVENT_READ)
+            assert conn.watcher is not None
+            if conn.watcher.queue:        # more arrived meanwhile
+                self._feed(table, conn)
 
-    def _feed_watchers_one(self, sel: selectors.BaseSelector, conns: dict[int, _Conn],
-                           conn: _Conn) -> None:
-        assert conn.watcher is not None
-        data, dropped = self.watchers.take(conn.watcher)
-        if dropped:
-            self._close(sel, conns, conn)
-        elif data:
-            conn.outbox += data
-            sel.modify(conn.sock, selectors.EVENT_READ | selectors.EVENT_WRITE, conn)
-
-    def _close(self, sel: selectors.BaseSelector, conns: dict[int, _Conn],
-               conn: _Conn) -> None:
+    def _forget_watcher(self, conn: _Conn) -> None:
+        """``Connections``' on_close: a closing watcher leaves the hub."""
         if conn.watcher is not None:
             self.watchers.remove(conn.watcher)
             log.info("watcher_removed", watcher=conn.watcher.id, sent=conn.watcher.sent)
             conn.watcher = None
-        conns.pop(conn.sock.fileno(), None)
-        with contextlib.suppress(KeyError, ValueError):
-            sel.unregister(conn.sock)
-        conn.sock.close()
 
 
 def _watch_request(line: bytes) -> tuple[bool, str | None]:

@@ -20,14 +20,11 @@ import time
 from datetime import datetime, timedelta
 from typing import Any, TextIO
 
+from pharosd.control.cli import EXIT_ERROR, EXIT_OK, failed
 from pharosd.control.client import request
-from pharosd.control.protocol import ControlError, NotRunning, find_socket
+from pharosd.control.protocol import ControlError, find_socket
 from pharosd.control.render import render_silences
 from pharosd.units import parse_duration
-
-EXIT_OK = 0
-EXIT_ERROR = 1
-EXIT_NOT_RUNNING = 3
 
 
 class UsageError(Exception):
@@ -130,12 +127,8 @@ def silence_main(args: argparse.Namespace, *, state_dir: str | None = None,
     path = getattr(args, "socket", None) or find_socket(state_dir=state_dir)
     try:
         answer = request(path, req, getattr(args, "timeout", None) or 5.0)
-    except NotRunning as exc:
-        print(f"{prog}: {exc}", file=err)
-        return EXIT_NOT_RUNNING
     except ControlError as exc:
-        print(f"{prog}: {exc}", file=err)
-        return EXIT_ERROR
+        return failed(prog, exc, err)
     if args.verb == "list":
         silences = answer.get("silences") or []
         if getattr(args, "json", False):

@@ -9,7 +9,9 @@ TLS handshake, a slow reader and an idle keep-alive alike, so a client that
 sends one byte a second (slowloris) is closed at its deadline however it
 trickles. A request head is at most ``protocol.MAX_HEAD`` bytes. Answers
 are rendered on this thread from data other workers keep up to date, so
-nothing here can stall collection or alerting.
+nothing here can stall collection or alerting. The deadlines, accepting and
+the half-close at the end are ``pharosd.connections``' (as the control
+server's); TLS and HTTP are this module's.
 
 ``open_listener(cfg)`` binds the socket and reads the TLS files and the
 password before anything runs, so a port in use or an unreadable file is an
@@ -31,6 +33,7 @@ from typing import Any
 import structlog
 
 from pharosd.clock import Clock, SystemClock
+from pharosd.connections import Connection, Connections
 from pharosd.errors import PharosError
 from pharosd.http.config import HttpConfig, is_loopback, split_listen
 from pharosd.http.protocol import (
@@ -151,16 +154,13 @@ def exposure_warning(cfg: HttpConfig) -> str | None:
 
 
 @dataclass(eq=False)
-class _Conn:
-    sock: socket.socket
-    deadline: float
-    fd: int = -1
-    inbox: bytearray = field(default_factory=bytearray)
-    outbox: bytes = b""
+class _Conn(Connection):
     handshaking: bool = False
     close_after: bool = False
-    draining: bool = False
     answered: int = 0          # requests answered on this connection
+
+
+_Table = Connections[_Conn]
 
 
 class HttpWorker:
@@ -211,63 +211,43 @@ class HttpWorker:
     # -- the thread ------------------------------------------------------------
 
     def run(self, ctx: WorkerContext) -> None:
-        sel = selectors.DefaultSelector()
-        conns: dict[int, _Conn] = {}
-        listening = self._listener.sock
-        sel.register(listening, selectors.EVENT_READ, None)
+        table: _Table = Connections(self._listener.sock)
         log.info("http_listening", listen=self.cfg.listen, tls=self.cfg.tls is not None,
                  basic_auth=self.cfg.basic_auth is not None)
         try:
             while not ctx.stopping:
                 ctx.beat()
-                self._serve_once(sel, listening, conns)
+                self._serve_once(table)
         finally:
-            for conn in list(conns.values()):
-                self._close(sel, conns, conn)
-            sel.close()
+            table.close_all()
             self.open = 0
 
-    def _serve_once(self, sel: selectors.BaseSelector, listening: socket.socket,
-                    conns: dict[int, _Conn]) -> None:
-        now = self._clock.monotonic()
-        timeout = self._tick
-        if conns:
-            timeout = min(timeout, max(0.0, min(c.deadline for c in conns.values()) - now))
-        for key, events in sel.select(timeout):
+    def _serve_once(self, table: _Table) -> None:
+        for key, events in table.select(self._clock.monotonic(), self._tick):
             if key.data is None:
-                self._accept(sel, listening, conns)
+                self._accept(table)
                 continue
             conn: _Conn = key.data
             if conn.sock.fileno() < 0:
                 continue
             if conn.draining:
-                self._drain(sel, conns, conn)
+                table.drain(conn)
             elif conn.handshaking:
-                self._handshake(sel, conns, conn)
+                self._handshake(table, conn)
             elif events & selectors.EVENT_WRITE and conn.outbox:
-                self._write(sel, conns, conn)
+                self._write(table, conn)
             elif events & selectors.EVENT_READ:
-                self._read(sel, conns, conn)
-        now = self._clock.monotonic()
-        for conn in [c for c in conns.values() if c.deadline <= now]:
+                self._read(table, conn)
+        for conn in table.expired(self._clock.monotonic()):
             if not conn.draining and (not conn.answered or conn.inbox or conn.outbox):
                 self.timeouts += 1      # not an idle keep-alive: a slow or silent client
-            self._close(sel, conns, conn)
-        self.open = len(conns)
+            table.close(conn)
+        self.open = len(table)
 
-    def _accept(self, sel: selectors.BaseSelector, listening: socket.socket,
-                conns: dict[int, _Conn]) -> None:
+    def _accept(self, table: _Table) -> None:
         lst = self._listener
-        for _ in range(ACCEPT_BURST):
-            try:
-                sock, _addr = listening.accept()
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError as exc:      # EMFILE and the like: try again next round
-                log.warning("http_accept_failed", error=str(exc))
-                return
-            sock.setblocking(False)
-            if len(conns) >= lst.cfg.max_connections:
+        for sock in table.accept(ACCEPT_BURST, "http_accept_failed"):
+            if len(table) >= lst.cfg.max_connections:
                 self.refused += 1
                 if lst.tls is None:
                     with contextlib.suppress(OSError):
@@ -285,31 +265,28 @@ class HttpWorker:
                     sock.close()
                     continue
                 conn.handshaking = True
-            conn.fd = conn.sock.fileno()
-            conns[conn.fd] = conn
-            sel.register(conn.sock, selectors.EVENT_READ, conn)
+            table.add(conn)
 
-    def _handshake(self, sel: selectors.BaseSelector, conns: dict[int, _Conn],
-                   conn: _Conn) -> None:
+    def _handshake(self, table: _Table, conn: _Conn) -> None:
         sock = conn.sock
         assert isinstance(sock, ssl.SSLSocket)
         try:
             sock.do_handshake()
         except ssl.SSLWantReadError:
-            sel.modify(sock, selectors.EVENT_READ, conn)
+            table.want(conn, selectors.EVENT_READ)
             return
         except ssl.SSLWantWriteError:
-            sel.modify(sock, selectors.EVENT_WRITE, conn)
+            table.want(conn, selectors.EVENT_WRITE)
             return
         except (OSError, ssl.SSLError) as exc:
             self.tls_errors += 1
             log.debug("http_tls_handshake_failed", error=str(exc))
-            self._close(sel, conns, conn)
+            table.close(conn)
             return
         conn.handshaking = False
-        sel.modify(sock, selectors.EVENT_READ, conn)
+        table.want(conn, selectors.EVENT_READ)
 
-    def _read(self, sel: selectors.BaseSelector, conns: dict[int, _Conn], conn: _Conn) -> None:
+    def _read(self, table: _Table, conn: _Conn) -> None:
         try:
             data = conn.sock.recv(16384)
             while isinstance(conn.sock, ssl.SSLSocket) and conn.sock.pending():
@@ -317,18 +294,18 @@ class HttpWorker:
         except (BlockingIOError, InterruptedError, ssl.SSLWantReadError):
             return
         except ssl.SSLWantWriteError:
-            sel.modify(conn.sock, selectors.EVENT_WRITE, conn)
+            table.want(conn, selectors.EVENT_WRITE)
             return
         except (OSError, ssl.SSLError):
-            self._close(sel, conns, conn)
+            table.close(conn)
             return
         if not data:
-            self._close(sel, conns, conn)
+            table.close(conn)
             return
         conn.inbox += data
-        self._maybe_answer(sel, conn)
+        self._maybe_answer(table, conn)
 
-    def _maybe_answer(self, sel: selectors.BaseSelector, conn: _Conn) -> None:
+    def _maybe_answer(self, table: _Table, conn: _Conn) -> None:
         end = head_end(conn.inbox)
         try:
             if end < 0:
@@ -340,15 +317,16 @@ class HttpWorker:
         except HttpError as exc:
             self._count(exc.status)
             conn.inbox.clear()
-            self._reply(sel, conn, encode_reply(error_reply(exc.status, str(exc)),
-                                                head_only=False, keep_alive=False), close=True)
+            self._reply(table, conn, encode_reply(error_reply(exc.status, str(exc)),
+                                                  head_only=False, keep_alive=False),
+                        close=True)
             return
         reply = self._answer(request)
         self._count(reply.status)
         conn.answered += 1
         keep = request.keep_alive
-        self._reply(sel, conn, encode_reply(reply, head_only=request.method == "HEAD",
-                                            keep_alive=keep), close=not keep)
+        self._reply(table, conn, encode_reply(reply, head_only=request.method == "HEAD",
+                                              keep_alive=keep), close=not keep)
 
     def _answer(self, request: Any) -> Reply:
         lst = self._listener
@@ -365,65 +343,39 @@ class HttpWorker:
     def _count(self, status: int) -> None:
         self.requests[status] = self.requests.get(status, 0) + 1
 
-    def _reply(self, sel: selectors.BaseSelector, conn: _Conn, data: bytes, *,
+    def _reply(self, table: _Table, conn: _Conn, data: bytes, *,
                close: bool) -> None:
         conn.outbox = data
         conn.close_after = close
         conn.deadline = self._clock.monotonic() + float(self._listener.cfg.timeout)
-        sel.modify(conn.sock, selectors.EVENT_WRITE, conn)
+        table.want(conn, selectors.EVENT_WRITE)
 
-    def _write(self, sel: selectors.BaseSelector, conns: dict[int, _Conn], conn: _Conn) -> None:
+    def _write(self, table: _Table, conn: _Conn) -> None:
         try:
             sent = conn.sock.send(conn.outbox)
         except (BlockingIOError, InterruptedError, ssl.SSLWantWriteError):
             return
         except ssl.SSLWantReadError:
-            sel.modify(conn.sock, selectors.EVENT_READ, conn)
+            table.want(conn, selectors.EVENT_READ)
             return
         except (OSError, ssl.SSLError):
-            self._close(sel, conns, conn)
+            table.close(conn)
             return
         conn.outbox = conn.outbox[sent:]
         if conn.outbox:
-            sel.modify(conn.sock, selectors.EVENT_WRITE, conn)
+            table.want(conn, selectors.EVENT_WRITE)
             return
         if conn.close_after:
-            self._finish(sel, conns, conn)
+            self._finish(table, conn)
             return
         conn.deadline = self._clock.monotonic() + float(self._listener.cfg.timeout)
-        sel.modify(conn.sock, selectors.EVENT_READ, conn)
+        table.want(conn, selectors.EVENT_READ)
         if conn.inbox:                 # a pipelined request already arrived
-            self._maybe_answer(sel, conn)
+            self._maybe_answer(table, conn)
 
-    def _finish(self, sel: selectors.BaseSelector, conns: dict[int, _Conn],
-                conn: _Conn) -> None:
+    def _finish(self, table: _Table, conn: _Conn) -> None:
         """Half-close and read the client's leftovers, so it sees our answer, not a reset."""
         if isinstance(conn.sock, ssl.SSLSocket):
-            self._close(sel, conns, conn)
+            table.close(conn)
             return
-        try:
-            conn.sock.shutdown(socket.SHUT_WR)
-        except OSError:
-            self._close(sel, conns, conn)
-            return
-        conn.draining = True
-        conn.deadline = self._clock.monotonic() + DRAIN
-        sel.modify(conn.sock, selectors.EVENT_READ, conn)
-
-    def _drain(self, sel: selectors.BaseSelector, conns: dict[int, _Conn], conn: _Conn) -> None:
-        try:
-            data = conn.sock.recv(65536)
-        except (BlockingIOError, InterruptedError):
-            return
-        except OSError:
-            data = b""
-        if not data:
-            self._close(sel, conns, conn)
-
-    @staticmethod
-    def _close(sel: selectors.BaseSelector, conns: dict[int, _Conn], conn: _Conn) -> None:
-        conns.pop(conn.fd, None)
-        with contextlib.suppress(KeyError, ValueError):
-            sel.unregister(conn.sock)
-        with contextlib.suppress(OSError):
-            conn.sock.close()
+        table.half_close(conn, self._clock.monotonic() + DRAIN)

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
+from pharosd.checks import command_issues
 from pharosd.redact import redact_url
 from pharosd.types import Duration, FrozenDict, Size
 
@@ -99,24 +100,8 @@ class ExecProbeConfig:
     cool: Duration | None = None             # of the status alert; default: top-level cool
 
     def check(self) -> list[tuple[str, str]]:
-        issues = _common_issues(self.name, self.every, self.timeout, self.soak, self.cool)
-        if not self.command:
-            issues.append(("command", "expected a non-empty list: the program and its "
-                                      "arguments"))
-        elif not self.command[0].startswith("/"):
-            issues.append(("command", "expected an absolute path as the program, got "
-                                      f"{self.command[0]!r}"))
-        for i, arg in enumerate(self.command):
-            # execve() takes C strings: a NUL would fail every run, so refuse it here.
-            # The argument is not shown: it may come from ${ENV} and be a secret.
-            if "\0" in arg:
-                issues.append((f"command[{i}]", "expected no NUL byte (\\0) in an argument"))
-        for key, value in self.env.items():
-            if not key or "=" in key or "\0" in key:
-                issues.append(("env", f"expected environment variable names, got {key!r}"))
-            elif "\0" in value:   # the value is not shown: it may be a secret
-                issues.append((f"env.{key}", "expected no NUL byte (\\0) in the value"))
-        return issues
+        return (_common_issues(self.name, self.every, self.timeout, self.soak, self.cool)
+                + command_issues(self.command, self.env))
 
 
 @dataclass(frozen=True)

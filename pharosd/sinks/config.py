@@ -16,6 +16,7 @@ from dataclasses import dataclass, field, replace
 from typing import Literal, Protocol
 from urllib.parse import urlsplit
 
+from pharosd.checks import command_issues
 from pharosd.model import Level
 from pharosd.redact import redact_url
 from pharosd.types import Duration, FrozenDict, Size
@@ -342,16 +343,7 @@ class ExecSinkConfig:
     repeat: Duration | None = None        # remind of a firing alert this often
 
     def check(self) -> list[tuple[str, str]]:
-        issues: list[tuple[str, str]] = []
-        if not self.command:
-            issues.append(("command", "expected a non-empty list: the program and its "
-                                      "arguments"))
-        elif not self.command[0].startswith("/"):
-            issues.append(("command", "expected an absolute path as the program, got "
-                                      f"{self.command[0]!r}"))
-        for key in self.env:
-            if not key or "=" in key or "\0" in key:
-                issues.append(("env", f"expected environment variable names, got {key!r}"))
+        issues = command_issues(self.command, self.env)
         if self.timeout <= 0:
             issues.append(("timeout", f"expected a duration above 0, got {self.timeout:g}s"))
         return issues + _route_issues(self)

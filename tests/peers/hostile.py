@@ -22,9 +22,9 @@ import socket
 import socketserver
 import threading
 from dataclasses import dataclass
-from typing import Any
 
 from peers import free_port
+from peers.serving import ServedOnThread
 
 DRIP = 0.05
 HUGE = 200 * 1024 * 1024
@@ -39,9 +39,10 @@ class Conn:
     client_gone: bool = False
 
 
-class HostileReceiver:
+class HostileReceiver(ServedOnThread):
     def __init__(self, mode: str, status: int = 500, body: bytes = b"",
                  headers: dict[str, str] | None = None) -> None:
+        super().__init__()
         self.mode = mode
         self.status = status
         self.body = body
@@ -49,8 +50,6 @@ class HostileReceiver:
         self.port = free_port()
         self.conns: list[Conn] = []
         self.gone = threading.Condition()
-        self._stop = threading.Event()
-        self._server: socketserver.ThreadingTCPServer | None = None
 
     @property
     def url(self) -> str:
@@ -75,10 +74,9 @@ class HostileReceiver:
                         receiver.gone.notify_all()
 
         socketserver.ThreadingTCPServer.allow_reuse_address = True
-        self._server = socketserver.ThreadingTCPServer(("127.0.0.1", self.port), Handler)
-        self._server.daemon_threads = True
-        threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
-                         daemon=True).start()
+        server = socketserver.ThreadingTCPServer(("127.0.0.1", self.port), Handler)
+        server.daemon_threads = True
+        self._serve(server)
         return self
 
     def _answer(self, sock: socket.socket, conn: Conn) -> None:
@@ -121,19 +119,6 @@ class HostileReceiver:
         with self.gone:
             return self.gone.wait_for(
                 lambda: sum(c.client_gone for c in self.conns) >= n, timeout)
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-
-    def __enter__(self) -> HostileReceiver:
-        return self.start()
-
-    def __exit__(self, *exc: Any) -> None:
-        self.stop()
 
 
 def _read_request(sock: socket.socket) -> str:
