@@ -10,6 +10,9 @@ files), lets the supervisor restart crashed workers,
 sends ``READY=1`` after the first collection and ``WATCHDOG=1`` at half the
 watchdog interval while every worker's heartbeat is fresh.
 
+Nothing that can heal is fatal: an unusable state directory, spill or outbox
+is logged, shown in ``status`` and ``STATUS=``, and retried (``statedir``).
+
 A reload builds every new part first and swaps only when all of them
 built: a config that does not parse, or a sink that cannot be built, is
 logged error by error, shown in ``STATUS=`` and leaves the old config
@@ -31,6 +34,7 @@ import structlog
 from pharosd import __version__, faults
 from pharosd.alerting.dispatch import NotifierWorker
 from pharosd.alerting.evaluator import Evaluator
+from pharosd.alerting.rules import compile_rules
 from pharosd.alerting.worker import EvaluatorWorker
 from pharosd.assembly import all_thresholds, build_sources, routes, schedule
 from pharosd.bus import Bus
@@ -41,7 +45,7 @@ from pharosd.config.loader import issue_at
 from pharosd.config.schema import Config
 from pharosd.control.protocol import Command, Peer, default_socket_path
 from pharosd.control.server import ControlServer
-from pharosd.errors import ConfigError, PharosError, SupervisorGaveUp
+from pharosd.errors import ConfigError, PharosError, SupervisorGaveUp, describe_error
 from pharosd.http.store import LatestValues
 from pharosd.model import labels_of
 from pharosd.notify import Notifier
@@ -51,12 +55,12 @@ from pharosd.sinks.factory import build_sink
 from pharosd.sinks.outbox import outbox_path
 from pharosd.sinks.worker import SinkWorker
 from pharosd.source import Source
+from pharosd.statedir import StateDir, problems
 from pharosd.supervisor import Supervisor
 from pharosd.worker import Worker
 
 if TYPE_CHECKING:  # the listener's modules are imported only when http is on
     from pharosd.http.config import HttpConfig
-    from pharosd.http.view import LiveView
     from pharosd.http.worker import HttpWorker, Listener
 
 log = structlog.get_logger(__name__)
@@ -102,6 +106,7 @@ class Daemon:
         self.reload_state: dict[str, Any] = {"ok": True, "at": None, "errors": []}
         self.ready = False
         self._uplink_names: set[str] = set()
+        self.state_store = StateDir(self.state_dir)
         self.latest = LatestValues()
         self.http: HttpWorker | None = None
         self._gave_up = False
@@ -117,7 +122,7 @@ class Daemon:
 
     def _build(self) -> None:
         cfg = self.loaded.config
-        os.makedirs(self.state_dir, mode=0o750, exist_ok=True)
+        self.state_store.check()
         for sink_cfg in cfg.sinks:
             self.sinks[sink_cfg.name] = _SinkSlot(sink_cfg, self._sink_worker(sink_cfg))
         # bus -> notifier (routing, silences, maintenance, reminders) -> sinks' outboxes
@@ -141,10 +146,7 @@ class Daemon:
                                      self.state, commands=self._commands(), clock=self.clock)
         self.bus.subscribe("watchers", self.control.publish)    # `pharosd watch`
         if cfg.http.enabled:
-            from pharosd.http.worker import HttpWorker
-
-            self.http = HttpWorker(self._open_listener(cfg.http, self.loaded.source),
-                                   self._view(), clock=self.clock)
+            self.http = self._http_worker(self._open_listener(cfg.http, self.loaded.source))
 
     def _submitters(self) -> dict[str, Any]:
         return {name: slot.worker.submit for name, slot in self.sinks.items()}
@@ -162,6 +164,12 @@ class Daemon:
                                       changes=True),
             "silence_list": Command(lambda req, peer: {"silences": out.silences()}),
         }
+
+    def problems(self) -> list[str]:
+        """What is degraded now and heals by itself once fixed (``status``, STATUS=)."""
+        spill = self.pipeline.spill_error if self.pipeline.enabled else None
+        return problems(self.state_store, spill,
+                        {n: s.worker.outbox_state() for n, s in list(self.sinks.items())})
 
     def _sync_uplink_workers(self) -> None:
         """Start the uplink's workers when a reload turned it on; stop them when off."""
@@ -189,7 +197,6 @@ class Daemon:
     def _open_listener(cfg: HttpConfig, source: str) -> Listener:
         """Bind and read its files; a failure is a positioned config error."""
         from pharosd.http.worker import ListenerError, exposure_warning, open_listener
-
         try:
             listener = open_listener(cfg)
         except ListenerError as exc:
@@ -200,9 +207,9 @@ class Daemon:
                         hint="set http.tls and http.basic_auth, or listen on 127.0.0.1")
         return listener
 
-    def _view(self) -> LiveView:
+    def _http_worker(self, listener: Listener) -> HttpWorker:
         from pharosd.http.view import LiveView, listener_families
-
+        from pharosd.http.worker import HttpWorker
         def counters() -> list[Any]:
             http = self.http
             return listener_families(http.status(), dict(http.requests)) if http else []
@@ -210,14 +217,14 @@ class Daemon:
         def help_for(metric: str) -> str | None:
             from pharosd.alerting.summary import metric_help
             from pharosd.pipeline.telemetry import HELP
-
             return HELP.get(metric) or metric_help(metric)
 
-        return LiveView(self.latest, state=self.state, alerts=self._alerts_with_holds,
+        view = LiveView(self.latest, state=self.state, alerts=self._alerts_with_holds,
                         ready=self.collector.first_collection.is_set,
                         healthy=lambda: not self._gave_up, help_for=help_for,
                         refresh=lambda: float(self.loaded.config.http.refresh),
                         counters=counters, clock=self.clock)
+        return HttpWorker(listener, view, clock=self.clock)
 
     def _prepare_http(self, cfg: HttpConfig, source: str) -> Listener | None:
         """Open what a reload needs before the swap: a new listener when the address
@@ -229,12 +236,10 @@ class Daemon:
             return None
         if running is not None and running.cfg.listen == cfg.listen:
             from pharosd.http.worker import ListenerError, open_listener
-
             try:
-                listener = open_listener(cfg, sock=running.listening_socket)
+                return open_listener(cfg, sock=running.listening_socket)
             except ListenerError as exc:
                 raise ConfigError([issue_at(source, exc.key, str(exc))]) from None
-            return listener
         return self._open_listener(cfg, source)
 
     def _swap_http(self, cfg: HttpConfig, prepared: Listener | None) -> None:
@@ -252,9 +257,7 @@ class Daemon:
             self.http.reconfigure(prepared)
             log.info("http_reconfigured", listen=cfg.listen)
             return
-        from pharosd.http.worker import HttpWorker
-
-        self.http = HttpWorker(prepared, self._view(), clock=self.clock)
+        self.http = self._http_worker(prepared)
         self._supervise(self.http)
 
     # -- running -----------------------------------------------------------
@@ -337,6 +340,7 @@ class Daemon:
                 log.critical("supervisor_gave_up", error=str(exc))
                 self.notifier.status(f"gave up: {exc}")
                 return self._shutdown(EXIT_GAVE_UP)
+            self.state_store.maybe_retry()
             if not self.ready and self.collector.first_collection.is_set():
                 self.ready = True
                 self.notifier.ready(self.status_line())
@@ -371,13 +375,18 @@ class Daemon:
         """SIGHUP: reopen files; re-read the config and apply it if valid."""
         for slot in self.sinks.values():
             slot.worker.reopen()
+        self.state_store.check()         # an operator who fixed the disk may say so with HUP
+        self.pipeline.retry_now()
         log.info("reload_requested", config=self.loaded.source)
         try:
             new = self._reload_config()
             self._apply(new)
-        except PharosError as exc:
-            errors = ([str(i) for i in exc.issues] if isinstance(exc, ConfigError)
-                      else [str(exc)])
+        except Exception as exc:    # whatever it is, the running config stays
+            if not isinstance(exc, PharosError):
+                log.error("reload_crashed", error=describe_error(exc)[:300], exc_info=True)
+            errors = ([str(i) for i in exc.issues] if isinstance(exc, ConfigError) else
+                      [str(exc)] if isinstance(exc, PharosError) else
+                      [f"{self.loaded.source}: not applied: {describe_error(exc)[:300]}"])
             for err in errors:
                 log.error("reload_failed", error=err)
             self.reload_state = {"ok": False, "at": self.clock.wall(), "errors": errors}
@@ -406,6 +415,7 @@ class Daemon:
                     built[name] = self._sink_worker(sink_cfg)
             sources = build_sources(cfg)
             thresholds = all_thresholds(cfg)
+            compile_rules(thresholds, cfg)   # fails here, not on the evaluator's thread
             http = self._prepare_http(cfg.http, new.source)
             if old.uplink != cfg.uplink or old.buffer != cfg.buffer or old.spill != cfg.spill:
                 # Raises before changing anything when a secret file is unreadable.
@@ -428,8 +438,8 @@ class Daemon:
             slot.cfg = new_sinks[name]              # a filter or repeat that changed
         self.alerts_out.reconfigure(routes(cfg), schedule(cfg.maintenance, self.environ),
                                     self._submitters())
-        for name, slot in old_slots.items():
-            self.supervisor.stop(name, timeout=2.0)
+        for slot in old_slots.values():
+            self.supervisor.stop(slot.worker.name, timeout=2.0)
             slot.worker.close()
             if name in built:    # the same sink, rebuilt: its counts go on
                 built[name].carry_over(slot.worker)
@@ -454,8 +464,10 @@ class Daemon:
                     f"running previous config: {errs[0] if errs else ''}")[:400]
         alerts = self.evaluator.open_alerts()
         firing = sum(1 for a in alerts if a.get("status") in ("firing", "resolving"))
-        return (f"ok: {len(self.supervisor.names())} workers, {firing} alerts firing, "
-                f"config {self.loaded.source}")
+        problems = self.problems()
+        head = f"degraded: {problems[0]}; " if problems else "ok: "
+        return (f"{head}{len(self.supervisor.names())} workers, {firing} alerts firing, "
+                f"config {self.loaded.source}")[:400]
 
     def state(self) -> dict[str, Any]:
         """What ``pharosd status`` shows (called on the control worker's thread)."""
@@ -467,6 +479,7 @@ class Daemon:
             "config": {"source": self.loaded.source, "loaded_at": self.loaded.loaded_at,
                        "digest": self.loaded.digest, "files": list(self.loaded.files)},
             "reload": dict(self.reload_state),
+            "problems": self.problems(),
             "workers": self.supervisor.status(),
             "alerts": self._alerts_with_holds(),
             **self.alerts_out.status(),

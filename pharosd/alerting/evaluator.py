@@ -27,6 +27,10 @@ a second, ``reconfigure`` applies a reloaded config. Times are passed in:
   its alert is open (firing or resolving), a ``resolved`` event saying
   "no data for ..." is emitted first; a pending breach is dropped silently.
   Until then, timers run on the last known observation.
+* Each rule is evaluated on its own: an exception in one (a bug, a summary that
+  cannot be made) is counted (``rule_errors``), kept for ``drain_errors`` and
+  costs no other rule its events. An alert's state advances only together with
+  the events of that step.
 * ``reconfigure`` keeps the state of every rule whose ``rule_id`` is
   unchanged (pending, firing and resolving alike, windows too) and emits
   ``resolved`` for each open alert of a rule that was removed or changed; a
@@ -35,6 +39,7 @@ a second, ``reconfigure`` applies a reloaded config. Times are passed in:
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from functools import partial
 from typing import Any
@@ -50,25 +55,18 @@ from pharosd.alerting.instances import (
     slot_order,
     step_order,
 )
-from pharosd.alerting.machine import (
-    Observation,
-    Phase,
-    Transition,
-)
+from pharosd.alerting.machine import Observation, Phase, Transition
 from pharosd.alerting.rules import Rule, compile_rules
-from pharosd.alerting.snapshot import orphan_resolved, read_instances, state_to_dict
+from pharosd.alerting.snapshot import open_alert, orphan_resolved, read_instances, rule_entry
 from pharosd.alerting.summary import summarize
-from pharosd.model import (
-    NO_LABELS,
-    AlertEvent,
-    Sample,
-)
+from pharosd.model import NO_LABELS, AlertEvent, Sample
 from pharosd.units import format_duration
 
 STATE_VERSION = 1
 MIN_STALE = 600.0           # seconds; see the module docstring
 GC_EVERY = 60.0             # seconds between scans for forgotten instances
 MAX_INSTANCES = 10_000      # label sets per rule (per group of rules)
+MAX_ERRORS = 64             # rule failures kept for the worker to log
 
 
 class Evaluator:
@@ -89,7 +87,8 @@ class Evaluator:
         self._now: tuple[float, float] | None = None
         self._last_gc: float | None = None
         self._counters = {"instances_refused": 0, "instances_forgotten": 0,
-                          "stale_resolved": 0}
+                          "stale_resolved": 0, "rule_errors": 0}
+        self._errors: deque[tuple[str, str]] = deque(maxlen=MAX_ERRORS)
         self._install(compile_rules(thresholds, defaults), defaults)
 
     # -- the four verbs ------------------------------------------------------
@@ -106,17 +105,23 @@ class Evaluator:
                 continue
             steps: list[tuple[int, Slot, Instance, Observation | None]] = []
             for entry in entries:
-                if isinstance(entry, RuleGroup):
-                    self._offer_group(entry, sample, now_mono, steps)
-                else:
-                    self._offer_slot(entry, sample, now_mono, steps)
+                try:
+                    if isinstance(entry, RuleGroup):
+                        self._offer_group(entry, sample, now_mono, steps)
+                    else:
+                        self._offer_slot(entry, sample, now_mono, steps)
+                except Exception as e:    # one rule's fault never costs another its events
+                    self._rule_failed(entry, e)
             if len(steps) > 1:
                 steps.sort(key=step_order)
             for _, slot, inst, obs in steps:
-                if slot.rule.absent is not None:
-                    self._data_back(slot, inst, now_mono, now_wall, events)
-                else:
-                    self._step(slot, inst, obs, now_mono, now_wall, events)
+                try:
+                    if slot.rule.absent is not None:
+                        self._data_back(slot, inst, now_mono, now_wall, events)
+                    else:
+                        self._step(slot, inst, obs, now_mono, now_wall, events)
+                except Exception as e:
+                    self._rule_failed(slot, e)
         return events
 
     def _offer_group(self, group: RuleGroup, sample: Sample, now: float,
@@ -171,14 +176,20 @@ class Evaluator:
         events: list[AlertEvent] = []
         for slot in sorted(self._busy.union(self._absent), key=slot_order):
             if slot.rule.absent is not None:
-                self._absent_tick(slot, now_mono, now_wall, events)
+                try:
+                    self._absent_tick(slot, now_mono, now_wall, events)
+                except Exception as e:
+                    self._rule_failed(slot, e)
                 continue
             for labels in list(slot.active):
                 inst = slot.instances[labels]
-                if now_mono - inst.series.last_seen > self._stale_after(slot, inst):
-                    self._forget(slot, inst, now_mono, now_wall, events)
-                else:
-                    self._step(slot, inst, None, now_mono, now_wall, events)
+                try:
+                    if now_mono - inst.series.last_seen > self._stale_after(slot, inst):
+                        self._forget(slot, inst, now_mono, now_wall, events)
+                    else:
+                        self._step(slot, inst, None, now_mono, now_wall, events)
+                except Exception as e:
+                    self._rule_failed(slot, e)
         if self._last_gc is None or now_mono - self._last_gc >= GC_EVERY:
             self._last_gc = now_mono
             self._collect(now_mono)
@@ -210,35 +221,11 @@ class Evaluator:
 
     def open_alerts(self) -> list[dict[str, Any]]:
         """Every instance not in OK, for ``pharosd status``; sorted by rule and labels."""
-        out: list[dict[str, Any]] = []
-        for slot in self._slots.values():
-            for labels in sorted(slot.active):
-                inst = slot.instances[labels]
-                s = inst.state
-                out.append({
-                    "rule": slot.rule.name,
-                    "metric": slot.rule.metric,
-                    "labels": dict(labels),
-                    "level": s.level,
-                    "status": s.phase.value,
-                    "since": s.breach_wall if s.phase is Phase.PENDING else s.started_at,
-                    "value": s.value,
-                    "limit": s.limit,
-                    "fingerprint": inst.fingerprint,
-                    "summary": self._open_summary(slot.rule, inst),
-                })
+        out = [open_alert(slot.rule, slot.instances[labels].state, labels,
+                          slot.instances[labels].fingerprint, slot.instances[labels].series.note)
+               for slot in self._slots.values() for labels in sorted(slot.active)]
         out.sort(key=lambda a: (a["rule"], sorted(a["labels"].items())))
         return out
-
-    @staticmethod
-    def _open_summary(rule: Rule, inst: Instance) -> str | None:
-        """What the alert says now (its age is shown beside it, so no "for 5m")."""
-        s = inst.state
-        if s.level is None:
-            return None
-        t = Transition("firing", s.level, None, s.value, s.limit,
-                       s.started_at if s.started_at is not None else 0.0, 0.0)
-        return summarize(rule, t, inst.labels, inst.series.note)
 
     def counters(self) -> dict[str, int]:
         """Instances held and what was refused, forgotten or resolved as stale."""
@@ -260,20 +247,9 @@ class Evaluator:
     def export_state(self, now_mono: float | None = None) -> dict[str, Any]:
         """The state of every instance not in OK, as JSON-able data keyed by rule_id."""
         mono, _ = self._times(now_mono, None)
-        rules: dict[str, Any] = {}
-        for rule_id, slot in self._slots.items():
-            if not slot.active:
-                continue
-            rules[rule_id] = {
-                "rule": slot.rule.name,
-                "metric": slot.rule.metric,
-                "op": slot.rule.op,
-                "instances": [
-                    {"labels": [list(kv) for kv in labels],
-                     "state": state_to_dict(slot.instances[labels].state, mono)}
-                    for labels in sorted(slot.active)
-                ],
-            }
+        rules = {rule_id: rule_entry(slot.rule, {labels: slot.instances[labels].state
+                                                 for labels in slot.active}, mono)
+                 for rule_id, slot in self._slots.items() if slot.active}
         return {"version": STATE_VERSION, "rules": rules}
 
     def import_state(self, data: Mapping[str, Any], now_mono: float,
@@ -375,13 +351,27 @@ class Evaluator:
     def _step(self, slot: Slot, inst: Instance, obs: Observation | None, now: float,
               wall: float, events: list[AlertEvent]) -> None:
         state, transitions = slot.machine.step(inst.state, obs, now, wall)
+        # The events first: if one cannot be made, the state does not advance either.
+        made = [self._event(slot.rule, inst, t, wall) for t in transitions]
         inst.state = state
         if state.phase is Phase.OK:
             self._mark_ok(slot, inst)
         else:
             self._mark_active(slot, inst)
-        for t in transitions:
-            events.append(self._event(slot.rule, inst, t, wall))
+        events.extend(made)
+
+    def _rule_failed(self, where: Slot | RuleGroup, e: Exception) -> None:
+        self._counters["rule_errors"] += 1
+        name = (where.rule.name if isinstance(where, Slot)
+                else ",".join(sorted({s.rule.name for s in where.slots})))
+        self._errors.append((name, f"{type(e).__name__}: {str(e)[:200]}"))
+
+    def drain_errors(self) -> list[tuple[str, str]]:
+        """``(rule, error)`` of each rule evaluation that failed since the last call
+        (at most ``MAX_ERRORS`` kept; ``counters()["rule_errors"]`` counts them all)."""
+        out = list(self._errors)
+        self._errors.clear()
+        return out
 
     def _mark_active(self, slot: Slot, inst: Instance) -> None:
         slot.active[inst.labels] = None
@@ -401,11 +391,14 @@ class Evaluator:
 
     def _event(self, rule: Rule, inst: Instance, t: Transition, wall: float,
                reason: str | None = None) -> AlertEvent:
+        try:
+            summary = summarize(rule, t, inst.labels, inst.series.note, reason)
+        except Exception:       # the event matters more than its wording
+            summary = f"{rule.name} {t.status}" + (f": {reason}" if reason else "")
         return AlertEvent(
             status=t.status, rule=rule.name, level=t.level, metric=rule.metric,
             labels=inst.labels, value=t.value, limit=t.limit, op=rule.op, host=self.host,
-            started_at=t.started_at, at=wall,
-            summary=summarize(rule, t, inst.labels, inst.series.note, reason),
+            started_at=t.started_at, at=wall, summary=summary,
             fingerprint=inst.fingerprint, previous_level=t.previous_level,
         )
 

@@ -93,7 +93,14 @@ def load_config(path: str | None, environ: Mapping[str, str] | None = None) -> L
         except UnicodeDecodeError as e:
             message = f"expected UTF-8 text, got byte 0x{e.object[e.start]:02x} at offset {e.start}"
             raise ConfigError([ConfigIssue(path, 0, 0, "", message)]) from e
-    tree = parse_tree(text, source, os.environ if environ is None else environ)
+    try:
+        tree = parse_tree(text, source, os.environ if environ is None else environ)
+    except ConfigError:
+        raise
+    except Exception as e:     # a bug: still an error message, never a traceback
+        message = (f"the config could not be read ({type(e).__name__}: {str(e)[:200]}); "
+                   "this is a bug in pharosd, please report it")
+        raise ConfigError([ConfigIssue(source, 0, 0, "", message)]) from e
     return LoadedConfig(tree.config, source, time.time(), tree.digest, tree.files, tree.added)
 
 

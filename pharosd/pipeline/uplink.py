@@ -57,6 +57,7 @@ from pharosd.pipeline.remote_write import (
 )
 from pharosd.pipeline.spill import Spill
 from pharosd.pipeline.transport import Launcher, Transport
+from pharosd.redact import scrub, url_secrets
 
 log = structlog.get_logger(__name__)
 
@@ -96,7 +97,8 @@ class _Request:
             try:
                 reply = transport.post(settings, body)
             except Exception as e:  # connection refused, timeout, TLS ...
-                self.error = describe_error(e)
+                # requests quotes the URL (with its query) in its messages
+                self.error = scrub(describe_error(e), url_secrets(settings.url))
                 return
             self.status, self.body, self.retry_after = (reply.status, reply.body,
                                                         reply.retry_after)
