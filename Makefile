@@ -7,6 +7,11 @@ VENV   ?= .venv
 DEBIAN_PYTHON ?= /usr/bin/python3
 DEBIAN_VENV   ?= .venv-debian
 PYTEST_ARGS   ?=
+# The suite mostly waits (on real peers, daemons and outages), so it runs on
+# more pytest-xdist workers than there are cores (tests/conftest.py says how
+# they are scheduled). PYTEST_WORKERS=0: one process.
+PYTEST_WORKERS ?= 6
+PYTEST_XDIST   ?= -n $(PYTEST_WORKERS)
 
 .PHONY: run test test-main test-debian lint typecheck bench deb clean
 
@@ -24,11 +29,12 @@ run: $(VENV)/.stamp
 test: test-main test-debian
 
 test-main: $(VENV)/.stamp
-	$(VENV)/bin/python -m pytest -q $(PYTEST_ARGS)
+	$(VENV)/bin/python -m pytest -q $(PYTEST_XDIST) $(PYTEST_ARGS)
 
 $(DEBIAN_VENV)/.stamp: pyproject.toml
 	$(DEBIAN_PYTHON) -m venv --system-site-packages $(DEBIAN_VENV)
-	$(DEBIAN_VENV)/bin/pip install -q 'pytest>=7' 'pytest-timeout>=2' 'hypothesis>=6.60' 'trustme>=0.9'
+	$(DEBIAN_VENV)/bin/pip install -q 'pytest>=7' 'pytest-timeout>=2' 'hypothesis>=6.60' 'trustme>=0.9' \
+	  'pytest-xdist>=3'
 	$(DEBIAN_VENV)/bin/pip install -q --no-deps --no-build-isolation -e .
 	@touch $@
 
@@ -36,7 +42,7 @@ test-debian: $(DEBIAN_VENV)/.stamp
 	$(DEBIAN_VENV)/bin/python -c 'import psutil, yaml, structlog, requests, sdnotify; \
 	  print("debian libs: psutil", psutil.__version__, "yaml", yaml.__version__, \
 	  "structlog", structlog.__version__, "requests", requests.__version__)'
-	PHAROS_TEST_PYTHON=$(DEBIAN_VENV)/bin/python $(DEBIAN_VENV)/bin/python -m pytest -q $(PYTEST_ARGS)
+	PHAROS_TEST_PYTHON=$(DEBIAN_VENV)/bin/python $(DEBIAN_VENV)/bin/python -m pytest -q $(PYTEST_XDIST) $(PYTEST_ARGS)
 
 lint: $(VENV)/.stamp
 	$(VENV)/bin/ruff check .

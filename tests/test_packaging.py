@@ -15,6 +15,8 @@ installed before the test started.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import grp
 import hashlib
 import json
@@ -289,6 +291,18 @@ def purge() -> subprocess.CompletedProcess[str]:
     return run("apt-get", "purge", "-y", *APT_OPTS, "pharosd", check=False, env=APT_ENV)
 
 
+@contextlib.contextmanager
+def machine_lock(name: str) -> Iterator[None]:
+    """An exclusive lock shared by every process on this machine: `make test` runs its two
+    suite runs at once, and only one of them may have the package installed at a time."""
+    with open(Path(tempfile.gettempdir()) / f"pharosd-tests-{name}.lock", "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
 @pytest.fixture(scope="module")
 def installed(deb: Path) -> Iterator[Path]:
     if os.geteuid() != 0:
@@ -296,6 +310,11 @@ def installed(deb: Path) -> Iterator[Path]:
     for tool, package in (("apt-get", "apt"), ("dpkg-query", "dpkg"), ("setpriv", "util-linux"),
                           ("systemd-analyze", "systemd")):
         require_tool(tool, package)
+    with machine_lock("dpkg"):
+        yield from _installed(deb)
+
+
+def _installed(deb: Path) -> Iterator[Path]:
     if dpkg_status():
         pytest.skip(f"pharosd is already known to dpkg here ({dpkg_status()!r}): not touching it")
     try:
@@ -431,6 +450,8 @@ def test_daemon_runs_from_the_package_as_pharos(installed, pharos_tmp):
     try:
         assert notify.wait_for(lambda m: "READY=1" in m, 60), log.read_text()
         sock = tmp / "run" / "control.sock"
+        # The control worker binds on its own thread, READY=1 does not wait for it.
+        assert wait_until(sock.exists, 10), log.read_text()
         st = os.stat(sock)
         assert stat.S_ISSOCK(st.st_mode) and stat.S_IMODE(st.st_mode) == 0o660
         assert (st.st_uid, st.st_gid) == (user.pw_uid, user.pw_gid)

@@ -1,6 +1,6 @@
 """A private Prometheus 2.42 on 127.0.0.1 accepting remote_write, for uplink tests.
 
-Started per PEERS.md: ``--web.enable-remote-write-receiver``, no scrape
+Started with ``--web.enable-remote-write-receiver``, no scrape
 jobs, a temporary TSDB, and by default ``out_of_order_time_window: 6h`` so
 replayed old samples are taken (``ooo_window=None`` leaves it out).
 ``stop()`` and ``start()`` again keep the port and the TSDB: an outage.

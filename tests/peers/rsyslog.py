@@ -2,7 +2,7 @@
 
 Every message it receives is written as one JSON object per line with the
 fields a syslog sender controls (see ``FIELDS``), read back by
-``messages()``. Follows /work/shared/PEERS.md: ``SysSock.Use="off"`` so
+``messages()``. Configured with ``SysSock.Use="off"`` so
 ``/dev/log`` is never touched, ``UseSpecialParser="off"`` so RFC 5424 is
 parsed on the unix socket, and ``IgnoreTimestamp="off"`` so the sender's
 timestamp is kept.

@@ -1,6 +1,6 @@
 """A private VictoriaMetrics 1.79 on 127.0.0.1 accepting remote_write, for uplink tests.
 
-Started per PEERS.md with ``-search.latencyOffset=0s`` (else the newest
+Started with ``-search.latencyOffset=0s`` (else the newest
 30 s are hidden) and a temporary ``-storageDataPath``. ``stop()`` and
 ``start()`` again keep the port and the data: an outage. ``export(match)``
 returns every raw sample (duplicates included) through ``/api/v1/export``.
