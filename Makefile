@@ -26,7 +26,11 @@ $(VENV)/.stamp: pyproject.toml
 run: $(VENV)/.stamp
 	$(VENV)/bin/pharosd run
 
-test: test-main test-debian
+# Both suite runs at once (each prints its output whole when it ends); a
+# failing run fails `make test`. TEST_JOBS=1 runs them one after the other.
+TEST_JOBS ?= 2
+test:
+	@$(MAKE) --no-print-directory -j$(TEST_JOBS) --output-sync=target test-main test-debian
 
 test-main: $(VENV)/.stamp
 	$(VENV)/bin/python -m pytest -q $(PYTEST_XDIST) $(PYTEST_ARGS)

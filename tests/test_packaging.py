@@ -15,8 +15,6 @@ installed before the test started.
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import grp
 import hashlib
 import json
@@ -34,6 +32,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.daemon import NotifySocket, read_events, wait_until
+from tests.support.machine import PACKAGE, machine_lock
 
 ROOT = Path(__file__).resolve().parents[1]
 BUILD = ROOT / "packaging" / "build-deb"
@@ -291,18 +290,6 @@ def purge() -> subprocess.CompletedProcess[str]:
     return run("apt-get", "purge", "-y", *APT_OPTS, "pharosd", check=False, env=APT_ENV)
 
 
-@contextlib.contextmanager
-def machine_lock(name: str) -> Iterator[None]:
-    """An exclusive lock shared by every process on this machine: `make test` runs its two
-    suite runs at once, and only one of them may have the package installed at a time."""
-    with open(Path(tempfile.gettempdir()) / f"pharosd-tests-{name}.lock", "a") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
-
-
 @pytest.fixture(scope="module")
 def installed(deb: Path) -> Iterator[Path]:
     if os.geteuid() != 0:
@@ -310,7 +297,7 @@ def installed(deb: Path) -> Iterator[Path]:
     for tool, package in (("apt-get", "apt"), ("dpkg-query", "dpkg"), ("setpriv", "util-linux"),
                           ("systemd-analyze", "systemd")):
         require_tool(tool, package)
-    with machine_lock("dpkg"):
+    with machine_lock(PACKAGE):                 # one suite run at a time has it installed
         yield from _installed(deb)
 
 
