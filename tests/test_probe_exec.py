@@ -12,6 +12,7 @@ from __future__ import annotations
 import http.server
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -25,7 +26,7 @@ from conftest import free_port, require_binary
 
 from pharosd.model import Sample
 from pharosd.probes.config import ExecProbeConfig
-from pharosd.probes.exec import OUTPUT_CAP, ExecProbe, run_command
+from pharosd.probes.exec import OUTPUT_CAP, ExecProbe, LiveGroups, run_command
 from pharosd.probes.factory import build_probe
 from pharosd.types import Duration, FrozenDict
 
@@ -424,3 +425,21 @@ def test_without_pidfd_support(tmp_path, monkeypatch):
     assert_status(s, 3, "check failed: timed out after 2s")
     pids = [int(x) for x in pidfile.read_text().split()]
     assert len(pids) == 4 and all(dead(pid) for pid in pids)
+
+
+def test_a_run_that_registers_after_the_stop_is_killed_at_once():
+    # The daemon may stop between a run's Popen and its registration: close() then
+    # finds nothing to kill, and the late registration must kill the group itself.
+    live = LiveGroups("p")
+    first = subprocess.Popen(["sleep", "30"], start_new_session=True)
+    late = subprocess.Popen(["sleep", "30"], start_new_session=True)
+    try:
+        live.add(first.pid)
+        live.close()
+        assert first.wait(5) == -signal.SIGKILL
+        live.add(late.pid)
+        assert late.wait(5) == -signal.SIGKILL
+    finally:
+        for p in (first, late):
+            p.kill()
+            p.wait()

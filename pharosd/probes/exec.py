@@ -23,6 +23,7 @@ import os
 import selectors
 import signal
 import subprocess
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -95,9 +96,49 @@ def child_env(extra: Mapping[str, str]) -> dict[str, str]:
     return env
 
 
+class LiveGroups:
+    """Process groups of plugin runs in flight, killed when the daemon stops.
+
+    ``close()`` SIGKILLs them and closes the set; a run whose thread had already
+    started its plugin but not registered it yet is killed as it registers,
+    so no plugin outlives a stop.
+    """
+
+    def __init__(self, probe: str) -> None:
+        self.probe = probe
+        self._lock = threading.Lock()
+        self._pgids: set[int] = set()
+        self._closed = False
+
+    def add(self, pgid: int) -> None:
+        with self._lock:
+            if not self._closed:
+                self._pgids.add(pgid)
+                return
+        self._kill(pgid)
+
+    def discard(self, pgid: int) -> None:
+        with self._lock:
+            self._pgids.discard(pgid)
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            pgids = sorted(self._pgids)
+        for pgid in pgids:
+            self._kill(pgid)
+
+    def _kill(self, pgid: int) -> None:
+        try:
+            os.killpg(pgid, signal.SIGKILL)
+        except OSError:
+            return
+        log.info("plugin_killed_on_stop", probe=self.probe, pgid=pgid)
+
+
 def run_command(argv: Sequence[str], env: Mapping[str, str], timeout: float, *,
                 cap: int = OUTPUT_CAP, grace: float = KILL_GRACE,
-                live: set[int] | None = None) -> RunResult:
+                live: LiveGroups | None = None) -> RunResult:
     """Run ``argv`` to completion or ``timeout``; raise ``ProbeError`` if it cannot start.
 
     ``live``, when given, holds the plugin's process group id while it runs,
@@ -279,16 +320,11 @@ class ExecProbe(Probe):
         self.env = child_env(cfg.env)
         self.perfdata_errors = 0         # malformed perfdata items and fields, in total
         self._last_problem: str | None = None
-        self._live: set[int] = set()     # process groups of runs in flight
+        self._live = LiveGroups(self.name)     # process groups of runs in flight
 
     def close(self) -> None:
-        """SIGKILL the process group of a run still in flight (the daemon is stopping)."""
-        for pgid in list(self._live):
-            try:
-                os.killpg(pgid, signal.SIGKILL)
-            except OSError:
-                continue
-            log.info("plugin_killed_on_stop", probe=self.name, pgid=pgid)
+        """SIGKILL the process group of a run in flight, or starting (the daemon is stopping)."""
+        self._live.close()
 
     def check(self, now: float) -> CheckResult:
         cfg = self.cfg
