@@ -28,8 +28,9 @@ run: $(VENV)/.stamp
 
 # Both suite runs at once (each prints its output whole when it ends); a
 # failing run fails `make test`. TEST_JOBS=1 runs them one after the other.
+# The venvs are made first, one after the other.
 TEST_JOBS ?= 2
-test:
+test: $(VENV)/.stamp $(DEBIAN_VENV)/.stamp
 	@$(MAKE) --no-print-directory -j$(TEST_JOBS) --output-sync=target test-main test-debian
 
 test-main: $(VENV)/.stamp
