@@ -3,7 +3,10 @@ PYTHON ?= python3
 VENV   ?= .venv
 # Second suite run on Debian 12's own python3 and libraries (python3-psutil
 # 5.9.4, python3-yaml 6.0, python3-structlog 22.3, python3-requests 2.28.1,
-# python3-sdnotify 0.3.1): a venv over the system site-packages.
+# python3-sdnotify 0.3.1): a venv over the system site-packages. The
+# real-systemd suite (tests/test_systemd_real.py) boots a Debian 12 container
+# that installs the .deb and runs Debian's python3 inside, whichever venv runs
+# pytest: it runs in test-main only, and test-debian skips it saying why.
 DEBIAN_PYTHON ?= /usr/bin/python3
 DEBIAN_VENV   ?= .venv-debian
 PYTEST_ARGS   ?=
@@ -34,7 +37,7 @@ test: $(VENV)/.stamp $(DEBIAN_VENV)/.stamp
 	@$(MAKE) --no-print-directory -j$(TEST_JOBS) --output-sync=target test-main test-debian
 
 test-main: $(VENV)/.stamp
-	$(VENV)/bin/python -m pytest -q $(PYTEST_XDIST) $(PYTEST_ARGS)
+	$(VENV)/bin/python -m pytest -q -rs $(PYTEST_XDIST) $(PYTEST_ARGS)
 
 $(DEBIAN_VENV)/.stamp: pyproject.toml
 	$(DEBIAN_PYTHON) -m venv --system-site-packages $(DEBIAN_VENV)
@@ -47,7 +50,9 @@ test-debian: $(DEBIAN_VENV)/.stamp
 	$(DEBIAN_VENV)/bin/python -c 'import psutil, yaml, structlog, requests, sdnotify; \
 	  print("debian libs: psutil", psutil.__version__, "yaml", yaml.__version__, \
 	  "structlog", structlog.__version__, "requests", requests.__version__)'
-	PHAROS_TEST_PYTHON=$(DEBIAN_VENV)/bin/python $(DEBIAN_VENV)/bin/python -m pytest -q $(PYTEST_XDIST) $(PYTEST_ARGS)
+	PHAROS_SKIP_REAL_SYSTEMD="ran once in test-main: the container runs its own Debian python3, not this venv" \
+	PHAROS_TEST_PYTHON=$(DEBIAN_VENV)/bin/python $(DEBIAN_VENV)/bin/python -m pytest -q -rs $(PYTEST_XDIST) \
+	  $(PYTEST_ARGS)
 
 lint: $(VENV)/.stamp
 	$(VENV)/bin/ruff check .

@@ -2,7 +2,7 @@
 
 Both run at once for the same wall time (default 60 s); CPU is user+system
 seconds over wall seconds, as % of one core, RSS is sampled every second
-(peak and last). Usage: ``python bench/run_bench.py [SECONDS]``.
+(peak). Usage: ``python bench/run_bench.py [SECONDS]``.
 The figures go in docs/benchmarks.md.
 """
 
@@ -21,30 +21,44 @@ import psutil
 HERE = Path(__file__).resolve().parent
 
 
+def daemon_env(tmp: str) -> dict[str, str]:
+    """This environment without PHAROS* variables, with state and runtime dirs in ``tmp``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PHAROS")}
+    env.update({"STATE_DIRECTORY": tmp, "RUNTIME_DIRECTORY": tmp})
+    return env
+
+
+def measure(procs: dict[str, psutil.Process], seconds: float) -> dict[str, tuple[float, float]]:
+    """Each process's CPU (% of one core) and peak RSS (MiB, sampled every second)
+    over ``seconds`` of wall time."""
+    start = {k: sum(p.cpu_times()[:2]) for k, p in procs.items()}
+    peak = dict.fromkeys(procs, 0)
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < seconds:
+        for k, p in procs.items():
+            peak[k] = max(peak[k], p.memory_info().rss)
+        time.sleep(1.0)
+    wall = time.monotonic() - t0
+    return {k: (100 * (sum(p.cpu_times()[:2]) - start[k]) / wall, peak[k] / 2**20)
+            for k, p in procs.items()}
+
+
 def main() -> int:
     seconds = float(sys.argv[1]) if len(sys.argv) > 1 else 60.0
     with tempfile.TemporaryDirectory() as tmp:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("PHAROS")}
-        env.update({"STATE_DIRECTORY": tmp, "RUNTIME_DIRECTORY": tmp})
         daemon = subprocess.Popen(
             [sys.executable, "-m", "pharosd", "run", "--log-format", "logfmt"],
-            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=tmp)
+            env=daemon_env(tmp), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=tmp)
         time.sleep(3.0)  # start-up (imports, first collection) is not steady state
         loop = subprocess.Popen([sys.executable, str(HERE / "baseline_loop.py"), "10",
                                  str(seconds + 5)])
         procs = {"pharosd run": psutil.Process(daemon.pid), "psutil loop": psutil.Process(loop.pid)}
-        start_cpu = {k: sum(p.cpu_times()[:2]) for k, p in procs.items()}
-        peak = dict.fromkeys(procs, 0)
         t0 = time.monotonic()
-        while time.monotonic() - t0 < seconds:
-            for k, p in procs.items():
-                peak[k] = max(peak[k], p.memory_info().rss)
-            time.sleep(1.0)
+        figures = measure(procs, seconds)
         wall = time.monotonic() - t0
         print(f"{'process':<14} {'cpu % of one core':>18} {'peak RSS MiB':>13}")
-        for k, p in procs.items():
-            cpu = sum(p.cpu_times()[:2]) - start_cpu[k]
-            print(f"{k:<14} {100 * cpu / wall:>18.3f} {peak[k] / 2**20:>13.1f}")
+        for k, (cpu, rss) in figures.items():
+            print(f"{k:<14} {cpu:>18.3f} {rss:>13.1f}")
         print(f"wall {wall:.1f}s, python {sys.version.split()[0]}, psutil {psutil.__version__}")
         daemon.send_signal(signal.SIGTERM)
         loop.terminate()

@@ -8,8 +8,12 @@
     ├── DeliveryError            a sink could not deliver an alert event
     │   └── PermanentDeliveryError   retrying cannot help (a 4xx, a bad payload)
     ├── ProbeError               a probe or statistic could not be collected
+    ├── PluginError              a Python statistic's class cannot be imported or used
     ├── UplinkError              the remote_write receiver refused or is unreachable
+    ├── SilenceError             a silence cannot be added or expired as asked
     └── SupervisorGaveUp         workers crashed too often (exit 70)
+
+``describe_error(e)`` is how an exception reads in a log line or a status field.
 
 Messages state the constraint and the value that broke it.
 """
@@ -74,9 +78,24 @@ class ProbeError(PharosError):
     """A statistic or probe could not be collected."""
 
 
+class PluginError(PharosError):
+    """A Python statistic's class cannot be imported, or is not a class with collect()."""
+
+
 class UplinkError(PharosError):
     """The remote_write receiver refused a batch or could not be reached."""
 
 
+class SilenceError(PharosError):
+    """A silence request is invalid (no matcher, an end in the past, an unknown id)."""
+
+
 class SupervisorGaveUp(PharosError):
     """Workers crashed more than ``max_restarts`` times in ``period``."""
+
+
+def describe_error(e: BaseException) -> str:
+    """An exception for a log line or a status field: ``ConnectionRefusedError: [Errno
+    111] Connection refused``, or the bare type name when the message is empty."""
+    text = str(e)
+    return f"{type(e).__name__}: {text}" if text else type(e).__name__

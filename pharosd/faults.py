@@ -1,15 +1,18 @@
 """Fault injection for the end-to-end tests, off unless ``PHAROSD_TEST_FAULTS`` is set.
 
 The variable holds ``WORKER:FAULT`` items separated by commas:
-``evaluator:crash-once``, ``evaluator:crash-always``, ``collector:hang``.
-A crash raises inside the worker's thread at the start of ``run``; a hang
-blocks the worker without heartbeats, as a deadlock would. Nothing in the
-config or the CLI reaches this; the variable's name says what it is for.
+``evaluator:crash-once``, ``evaluator:crash-always``, ``collector:hang``,
+``evaluator:kill-at-published``. A crash raises inside the worker's thread at the
+start of ``run``; a hang blocks the worker without heartbeats, as a deadlock would;
+``kill-at-POINT`` sends the process SIGKILL when the worker reaches its checkpoint
+``POINT`` (``WorkerContext.checkpoint``), as a power cut at exactly that point would.
+Nothing in the config or the CLI reaches this; the variable's name says what it is for.
 """
 
 from __future__ import annotations
 
 import os
+import signal
 import threading
 from collections.abc import Mapping
 from typing import Any
@@ -17,6 +20,7 @@ from typing import Any
 from pharosd.worker import Worker, WorkerContext
 
 ENV = "PHAROSD_TEST_FAULTS"
+KILL_AT = "kill-at-"
 
 
 class InjectedFault(RuntimeError):
@@ -41,7 +45,13 @@ class _FaultyWorker:
             raise InjectedFault(f"{ENV}: {self.name}:{self._fault}")
         if self._fault == "hang":
             threading.Event().wait()
+        if self._fault.startswith(KILL_AT):
+            ctx.on_checkpoint = self._kill_at
         self._inner.run(ctx)
+
+    def _kill_at(self, point: str) -> None:
+        if point == self._fault.removeprefix(KILL_AT):
+            os.kill(os.getpid(), signal.SIGKILL)
 
 
 def parse(environ: Mapping[str, str] | None = None) -> dict[str, str]:

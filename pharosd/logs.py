@@ -9,8 +9,9 @@ the journal (which reads stderr under systemd) records each line's level.
 from __future__ import annotations
 
 import logging
+import os
 import sys
-from collections.abc import Callable, MutableMapping
+from collections.abc import Callable, Mapping, MutableMapping
 from typing import Any, TextIO
 
 import structlog
@@ -35,6 +36,25 @@ def _prefixed(renderer: Callable[..., Any], journal: bool) -> Callable[..., str]
         return line
 
     return render
+
+
+def journal_prefix(stream: TextIO, level: str,
+                   environ: Mapping[str, str] | None = None) -> str:
+    """``<N>`` for ``level`` when ``stream`` is the journal, else ``""``.
+
+    systemd sets ``JOURNAL_STREAM=DEV:INODE`` to the stream it connected to the
+    journal; lines a command prints there (not through structlog) need the
+    prefix to land at their priority (``journalctl -p err``), and must not
+    carry it on a terminal.
+    """
+    env = os.environ if environ is None else environ
+    try:
+        st = os.fstat(stream.fileno())
+    except (OSError, ValueError, AttributeError):
+        return ""
+    if env.get("JOURNAL_STREAM", "") != f"{st.st_dev}:{st.st_ino}":
+        return ""
+    return f"<{_PRIORITY.get(level, 6)}>"
 
 
 def configure(level: str = "info", fmt: str = "auto", stream: TextIO | None = None) -> str:

@@ -107,7 +107,9 @@ class AlertEvent:
 
     ``started_at`` is when the alert fired (wall seconds); ``at`` when this
     event happened. An escalation or de-escalation between levels of one
-    alert is a ``firing`` event whose ``previous_level`` is set.
+    alert is a ``firing`` event whose ``previous_level`` is set. A reminder
+    (``sinks[].repeat``) is the alert's current ``firing`` event sent again
+    with a new ``id`` and ``at``, and ``reminder`` set.
     """
 
     status: Status
@@ -125,6 +127,7 @@ class AlertEvent:
     fingerprint: str
     id: str = field(default_factory=new_event_id)
     previous_level: Level | None = None
+    reminder: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {
@@ -146,6 +149,8 @@ class AlertEvent:
         }
         if self.previous_level is not None:
             d["previous_level"] = self.previous_level
+        if self.reminder:
+            d["reminder"] = True
         return d
 
     def to_json(self) -> str:
@@ -170,6 +175,7 @@ class AlertEvent:
             fingerprint=d["fingerprint"],
             id=d["id"],
             previous_level=d.get("previous_level"),
+            reminder=bool(d.get("reminder", False)),
         )
 
 

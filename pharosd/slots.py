@@ -15,14 +15,17 @@ should not be in. Time is passed in (monotonic seconds); the slot owns no
 thread and logs nothing: it returns what happened and the supervisor logs.
 Only the supervisor's thread (the daemon's main thread) calls these methods.
 
-The backoff doubles from ``initial`` up to ``maximum`` on each crash and
-resets once a worker has run for a whole ``period``.
+The backoff (a ``pharosd.backoff.Backoff`` the supervisor passes in: no
+jitter, doubling from its ``initial`` up to its ``maximum``) grows with each
+crash in a row and resets once a worker has run for a whole ``period``.
 """
 
 from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
+
+from pharosd.backoff import Backoff
 
 
 class SlotState(enum.Enum):
@@ -49,17 +52,6 @@ class TransitionError(RuntimeError):
     """A transition the state machine does not allow (a bug in the caller)."""
 
 
-@dataclass(frozen=True)
-class Backoff:
-    """How long a crashed worker waits before its restart."""
-
-    initial: float = 0.5
-    maximum: float = 30.0
-
-    def next(self, current: float) -> float:
-        return self.initial if not current else min(current * 2, self.maximum)
-
-
 @dataclass
 class Slot:
     """One supervised worker's restart state."""
@@ -69,6 +61,7 @@ class Slot:
     state: SlotState = SlotState.STARTING
     restarts: int = 0
     backoff: float = 0.0
+    crashes_in_row: int = 0         # since the backoff was last reset
     restart_at: float = 0.0
     started_at: float = 0.0
     last_error: str | None = None
@@ -91,7 +84,8 @@ class Slot:
         """Its ``run`` raised or returned while not stopping; returns the backoff."""
         self._go(SlotState.BACKOFF)
         self.last_error = error
-        self.backoff = backoff.next(self.backoff)
+        self.backoff = backoff.delay(self.crashes_in_row, 0.0)
+        self.crashes_in_row += 1
         self.restart_at = now + self.backoff
         self.hung_since = None
         return self.backoff
@@ -103,6 +97,7 @@ class Slot:
         """Forget the backoff once it has run for a whole ``period``."""
         if self.state is SlotState.RUNNING and self.backoff and now - self.started_at >= period:
             self.backoff = 0.0
+            self.crashes_in_row = 0
 
     def stopped(self) -> None:
         if self.state is not SlotState.STOPPED:

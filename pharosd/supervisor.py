@@ -2,11 +2,12 @@
 
 Restart policy, after OTP and supervisord: a crashed worker (``run`` raised,
 or returned while not asked to stop) is logged with its traceback and
-started again after a backoff that doubles from ``backoff_initial`` up to
-``backoff_max``; a worker that then runs for a whole ``period`` gets its
-backoff reset. More than ``max_restarts`` crashes across all workers within
-``period`` raises ``SupervisorGaveUp``: the daemon exits 70 and systemd,
-the next supervisor up, decides what comes next.
+started again after a ``pharosd.backoff.Backoff`` that doubles from
+``backoff_initial`` up to ``backoff_max`` (no jitter); a worker that then
+runs for a whole ``period`` gets its backoff reset. More than
+``max_restarts`` crashes across all workers within ``period`` raises
+``SupervisorGaveUp``: the daemon exits 70 and systemd, the next supervisor
+up, decides what comes next.
 
 Each worker's restart state is a ``pharosd.slots.Slot`` (an explicit state
 machine: starting, running, backoff, stopped), changed only by the thread
@@ -30,9 +31,10 @@ from dataclasses import dataclass, field
 
 import structlog
 
+from pharosd.backoff import Backoff
 from pharosd.clock import Clock, SystemClock
-from pharosd.errors import SupervisorGaveUp
-from pharosd.slots import Backoff, HeartbeatChange, Slot, SlotState
+from pharosd.errors import SupervisorGaveUp, describe_error
+from pharosd.slots import HeartbeatChange, Slot, SlotState
 from pharosd.worker import Worker, WorkerContext
 
 log = structlog.get_logger(__name__)
@@ -59,6 +61,7 @@ class Supervisor:
         self.backoff_initial = backoff_initial
         self.backoff_max = backoff_max
         self._clock: Clock = clock or SystemClock()
+        self._backoff = Backoff(backoff_initial, backoff_max, jitter=0.0)
         self._lock = threading.Lock()
         self._slots: dict[str, Slot] = {}
         self._runs: dict[str, _Run] = {}
@@ -88,7 +91,7 @@ class Supervisor:
         try:
             run.worker.run(run.ctx)
         except BaseException as exc:
-            run.error = f"{type(exc).__name__}: {exc}"
+            run.error = describe_error(exc)
             log.error("worker_crashed", worker=run.worker.name, error=run.error,
                       traceback=traceback.format_exc())
         else:
@@ -157,7 +160,7 @@ class Supervisor:
             raise SupervisorGaveUp(
                 f"{len(self._crashes)} worker crashes within {self.period:g}s "
                 f"(max_restarts {self.max_restarts}); last: {slot.name}: {error}")
-        backoff = slot.crashed(error, now, Backoff(self.backoff_initial, self.backoff_max))
+        backoff = slot.crashed(error, now, self._backoff)
         log.warning("worker_restart_scheduled", worker=slot.name, backoff=round(backoff, 3))
 
     @staticmethod

@@ -1,8 +1,12 @@
 """Value types the config loader understands beyond plain YAML scalars.
 
 ``Duration`` (seconds, from ``250ms``, ``30s``, ``5m``, ``1h``, ``1h30m``),
-``Size`` (bytes, from ``64KiB``, ``512MiB``, ``10MB``, ``1024``) and
-``FrozenDict`` (an immutable, hashable mapping, for labels, headers, env).
+``Size`` (bytes, from ``64KiB``, ``512MiB``, ``10MB``, ``1024``),
+``FrozenDict`` (an immutable, hashable mapping, for labels, headers, env) and
+``Data`` (plain YAML data handed on as written: null, true/false, numbers and
+strings by YAML's own rules, lists as tuples, mappings as ``FrozenDict``; for
+a Python statistic's ``options``). ``thaw`` turns ``Data`` back into plain
+``dict`` and ``list`` values.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from typing import Any, NewType, TypeVar
 
 Duration = NewType("Duration", float)
 Size = NewType("Size", int)
+Data = NewType("Data", object)
 
 V = TypeVar("V")
 
@@ -48,3 +53,12 @@ class FrozenDict(Mapping[str, V]):
 
     def __repr__(self) -> str:
         return f"FrozenDict({self._d!r})"
+
+
+def thaw(value: Any) -> Any:
+    """``Data`` as plain Python values: ``FrozenDict`` -> ``dict``, tuple -> ``list``."""
+    if isinstance(value, FrozenDict):
+        return {k: thaw(v) for k, v in value.items()}
+    if isinstance(value, tuple):
+        return [thaw(v) for v in value]
+    return value

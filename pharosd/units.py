@@ -9,8 +9,10 @@
   ``MiB``, ``GiB``, ``TiB`` (1024); decimal ``kB``/``KB``, ``MB``, ``GB``,
   ``TB`` (1000); ``B``; a bare whole number is bytes.
 * ``format_duration(90) -> "1m30s"``, ``format_duration(0.25) -> "250ms"``:
-  for people (alert summaries, logs); rounded to the millisecond, and read
-  back by ``parse_duration`` to the same value for any whole number of ms.
+  the one duration formatter (config values, logs, probe texts); rounded to
+  the millisecond, and read back by ``parse_duration`` to the same value for
+  any whole number of ms. ``coarse=True`` (alert summaries, ``pharosd
+  status``): whole seconds, the two largest units (``1h1m``).
 * ``format_size(536870912) -> "512MiB"``: exact when a binary unit divides
   the value, else one decimal (``1.5GiB``), else bytes.
 
@@ -101,13 +103,24 @@ def parse_size(text: str) -> int:
     return int(Decimal(number) * factor)
 
 
-def format_duration(seconds: float) -> str:
+def format_duration(seconds: float, *, coarse: bool = False) -> str:
     """Seconds for people: ``90`` -> ``1m30s``, ``0.25`` -> ``250ms``, ``1.5`` -> ``1.5s``.
 
     Rounded to the millisecond; ``0`` is ``0s``. ``parse_duration`` reads the
     result back to the same value whenever ``seconds`` is a whole number of ms.
+
+    ``coarse=True`` is for a glance (alert summaries, ``pharosd status``): whole
+    seconds from a second up, at most the two largest units (``3661`` ->
+    ``1h1m``, ``59.6`` -> ``1m``), at least ``1ms`` above zero, and ``0s`` for
+    anything not above zero or not finite (it never raises).
     """
-    if not math.isfinite(seconds):
+    if coarse:
+        if not math.isfinite(seconds) or seconds <= 0:
+            return "0s"
+        if seconds < 1:
+            return f"{max(1, round(seconds * 1000))}ms"
+        seconds = round(seconds)
+    elif not math.isfinite(seconds):
         raise ValueError(f"expected a finite duration, got {seconds!r}")
     if seconds < 0:
         return "-" + format_duration(-seconds)
@@ -123,7 +136,18 @@ def format_duration(seconds: float) -> str:
         parts.append(f"{secs}s")
     elif ms:
         parts.append(f"{ms}ms")
+    if coarse:
+        parts = _leading(parts, (days, hours, minutes, secs))
     return "".join(parts) or "0s"
+
+
+def _leading(parts: list[str], amounts: tuple[int, ...]) -> list[str]:
+    """The two largest units of a coarse duration: from the first non-zero amount,
+    the parts within the next unit (``1h`` and ``1m`` of ``1h1m1s``; ``1d`` of ``1d0h5m``)."""
+    first = next(i for i, n in enumerate(amounts) if n)
+    keep = {f"{n}{u}" for i, (n, u) in enumerate(zip(amounts, "dhms", strict=True))
+            if first <= i <= first + 1 and n}
+    return [p for p in parts if p in keep]
 
 
 def format_size(size: int) -> str:

@@ -7,11 +7,16 @@ until ``ctx.stopping`` and calls ``ctx.beat()`` at least once per
 traceback and calls ``run`` again on a fresh thread after a backoff; the
 worker object, and so any state it holds, survives the restart. If
 ``run`` returns while the daemon is not stopping, that counts as a crash.
+
+``ctx.checkpoint(name)`` marks a point in a worker's loop where a crash matters (between
+two durable writes); it does nothing unless the end-to-end tests' fault injection
+(``pharosd.faults``) hooked it to kill the process exactly there.
 """
 
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from typing import Protocol
 
 from pharosd.clock import Clock, SystemClock
@@ -24,6 +29,13 @@ class WorkerContext:
         self._stop = stop or threading.Event()
         self._clock: Clock = clock or SystemClock()
         self.last_beat = self._clock.monotonic()
+        self.on_checkpoint: Callable[[str], None] | None = None
+
+    def checkpoint(self, name: str) -> None:
+        """A named point in the worker's loop (see the module docstring)."""
+        hook = self.on_checkpoint
+        if hook is not None:
+            hook(name)
 
     @property
     def stopping(self) -> bool:

@@ -101,8 +101,9 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "pharos"))
 
 
 # Files whose tests share state that must not be split: test_packaging.py installs the .deb
-# once for the module and its last test purges it.
-ONE_WORKER = ("tests/test_packaging.py",)
+# once for the module and its last test purges it; test_systemd_real.py's tests are the
+# steps of one story in one booted container.
+ONE_WORKER = ("tests/test_packaging.py", "tests/test_systemd_real.py")
 
 
 @pytest.hookimpl(optionalhook=True)

@@ -74,3 +74,26 @@ def test_status_without_a_daemon_exits_3(tmp_path):
 def test_usage_error_exits_nonzero():
     r = pharosd("frobnicate")
     assert r.returncode != 0 and "invalid choice" in r.stderr
+
+
+def test_config_errors_carry_the_journal_priority_only_on_the_journal(tmp_path):
+    """Under systemd, stderr is the journal (JOURNAL_STREAM names it): the
+    errors of a bad config at start must land at priority err; on any other
+    stream they stay plain."""
+    cfg = tmp_path / "bad.yaml"
+    cfg.write_text("interval: soon\n")
+    err = tmp_path / "stderr"
+    with open(err, "w") as stream:
+        st = os.fstat(stream.fileno())
+        full = {k: v for k, v in os.environ.items() if not k.startswith("PHAROS")}
+        full["JOURNAL_STREAM"] = f"{st.st_dev}:{st.st_ino}"
+        code = subprocess.run([sys.executable, "-m", "pharosd", "run", "-c", str(cfg)],
+                              stdout=subprocess.DEVNULL, stderr=stream, env=full,
+                              timeout=60).returncode
+    assert code == 1
+    lines = err.read_text().splitlines()
+    assert lines == [f"<3>{cfg}:1:11: interval: expected a duration like 30s, got 'soon'",
+                     f"<3>{cfg}: 1 error"]
+    other = pharosd("run", "-c", str(cfg), env={"JOURNAL_STREAM": "1:2"})
+    assert other.returncode == 1
+    assert other.stderr.splitlines()[0].startswith(f"{cfg}:1:11: ")

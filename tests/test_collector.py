@@ -294,15 +294,39 @@ def test_blocking_source_runs_on_the_pool_and_is_skipped_while_in_flight(start: 
     assert [e["event"] for e in logs].count("source_skipped") >= 1
 
 
-def test_pool_threads_are_bounded_by_max_blocking(start: Any) -> None:
+def test_four_hung_probes_do_not_starve_the_others(start: Any) -> None:
+    # Each hung probe holds one pool thread, its own; the pool is never a queue
+    # that a quick probe waits in behind them.
+    gate = threading.Event()
+    hung = [FakeSource(f"hung{i}", blocking=True, gate=gate) for i in range(4)]
+    quick = FakeSource("quick", blocking=True)
+    rec = Recorder()
+    c = Collector([*hung, quick], [rec])
+    try:
+        start(c)
+        wait_until(lambda: all(p.calls == 1 for p in hung), "four probes hung")
+        wait_until(lambda: len(rec.values("quick.run")) >= 5, "the quick probe goes on")
+        assert all(p.finished == 0 for p in hung)
+        assert c.status()["quick"]["skipped"] == 0
+    finally:
+        gate.set()
+
+
+def test_pool_threads_are_bounded_by_max_blocking_and_never_queue(start: Any) -> None:
     gate = threading.Event()
     probes = [FakeSource(f"p{i}", blocking=True, gate=gate) for i in range(4)]
     c = Collector(probes, [], max_blocking=2)
-    start(c)
-    wait_until(lambda: sum(p.calls for p in probes) == 2, "two probes started")
-    wait_until(lambda: sum(c.status()[p.name]["skipped"] for p in probes) >= 8,
-               "all four queued or running and being skipped")
-    assert sum(p.calls for p in probes) == 2            # the other two wait for a thread
+    with capture_logs() as logs:
+        start(c)
+        wait_until(lambda: sum(p.calls for p in probes) == 2, "two probes started")
+        wait_until(lambda: sum(c.status()[p.name]["skipped"] for p in probes) >= 8,
+                   "all four skipped: two in flight, two with every thread busy")
+    assert sum(p.calls for p in probes) == 2            # the other two were not queued
+    assert sum(1 for t in threading.enumerate() if t.name.startswith("pharos-source")) <= 2
+    idle = [p.name for p in probes if p.calls == 0]
+    assert {e["source"] for e in logs if e.get("reason") == "every pool thread busy"} \
+        == set(idle)
+    assert all(not c.status()[name]["in_flight"] for name in idle)
     gate.set()
     wait_until(lambda: all(p.finished >= 1 for p in probes), "all four ran")
 
@@ -367,6 +391,31 @@ def test_reconfigure_keeps_unchanged_adds_new_drops_removed(start: Any) -> None:
     assert set(c.status()) == {"kept", "added"}
     vals = rec.values("kept.run")
     assert vals == [float(i) for i in range(1, len(vals) + 1)]
+
+
+class Closable(FakeSource):
+    """A source with close() and counters(), as a Python statistic has."""
+
+    closed = 0
+
+    def close(self) -> None:
+        self.closed += 1
+
+    def counters(self) -> dict[str, int]:
+        return {"samples_invalid": 7}
+
+
+def test_removed_sources_are_closed_and_counters_shown(start: Any) -> None:
+    kept = Closable("kept", key=("k", 1))
+    removed = Closable("removed", key=("r", 1))
+    c = Collector([kept, removed], [Recorder()])
+    running = start(c)
+    wait_until(lambda: kept.calls >= 1 and removed.calls >= 1, "first runs")
+    assert c.status()["kept"]["samples_invalid"] == 7
+    c.reconfigure([Closable("kept", key=("k", 1))])
+    assert (removed.closed, kept.closed) == (1, 0)       # only what the reload removed
+    running.stop()
+    assert kept.closed == 1                              # and the rest when the run ends
 
 
 def test_reconfigure_keeps_a_statistic_and_its_rate_state(start: Any) -> None:

@@ -435,8 +435,8 @@ def test_duplicate_keys_anywhere():
         "pharos.yaml:7:23: thresholds[0].match: duplicate key 'mount' (first at line 7)",
         "pharos.yaml:9:5: thresholds[0]: duplicate key 'name' (first at line 5)",
         "pharos.yaml:10:1: unknown key 'nonsense' (known keys: interval, soak, cool, level, "
-        "host, state_dir, statistics, probes, thresholds, sinks, buffer, spill, uplink, "
-        "supervisor)",
+        "host, state_dir, statistics, probes, thresholds, sinks, maintenance, buffer, spill, "
+        "uplink, supervisor, http, include, plugin_dirs)",
         "pharos.yaml:12:3: nonsense: duplicate key 'x' (first at line 11)",
     ]
 
@@ -510,8 +510,7 @@ def test_design_example_error_line():
      "1:14: statistics[0]: expected one of cpu, load, memory, swap, disk, diskio, network, "
      "processes, files, uptime, temperature, pressure, services, got 'cpuu', did you mean 'cpu'?"),
     ("statistics: [[cpu]]\n",
-     "1:14: statistics[0]: expected one of cpu, load, memory, swap, disk, diskio, network, "
-     "processes, files, uptime, temperature, pressure, services or a mapping, got a list"),
+     "1:14: statistics[0]: expected a string or a mapping, got a list"),
     ("statistics: [{name: cpu, per_core: yes}]\n",
      "1:36: statistics[0].per_core: expected true or false, got 'yes'"),
     ("statistics: [{name: cpu, per_core: 1}]\n",
@@ -531,7 +530,7 @@ def test_design_example_error_line():
     ("thresholds: [{name: ~, metric: m, above: 1}]\n",
      "1:21: thresholds[0].name: expected a string, got null"),
     ("thresholds: [{name: a, metric: m, above: 1, window: {over: 5m, mode: mean}}]\n",
-     "1:70: thresholds[0].window.mode: expected one of avg, min, max, got 'mean'"),
+     "1:70: thresholds[0].window.mode: expected one of avg, min, max, predict, got 'mean'"),
 ])
 def test_value_errors(text, expected):
     assert error(text) == "pharos.yaml:" + expected
@@ -622,7 +621,7 @@ def test_check_errors_point_at_the_field_or_the_object():
           - {name: a, metric: m, below: 1}
         statistics: [{name: cpu}, cpu]
         """) == [
-        "pharos.yaml:2:5: thresholds[0]: expected exactly one of 'above' or 'below'",
+        "pharos.yaml:2:5: thresholds[0]: expected exactly one of 'above', 'below' or 'absent'",
         "pharos.yaml:3:33: thresholds[1].above: expected at least one of info, warning, critical",
         "pharos.yaml:4:55: thresholds[2].level: "
         "expected no 'level' when the limit names its levels",

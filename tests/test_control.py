@@ -16,6 +16,8 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from structlog.testing import capture_logs
 
 from pharosd.control.cli import EXIT_ERROR, EXIT_NOT_RUNNING, EXIT_OK, status_main
@@ -213,6 +215,53 @@ def test_unknown_command_and_bad_json_are_answered_not_fatal(serve):
     assert notobj["ok"] is False and "object" in notobj["error"]
     assert r.server.errors == 3
     assert query_status(path) == FAKE_STATE
+
+
+def test_deeply_nested_json_gets_a_clean_error_and_one_log_line(serve):
+    r = serve()
+    nested = b'{"cmd":' + b"[" * 2000 + b"]" * 2000 + b"}\n"       # within MAX_REQUEST
+    with capture_logs() as logs:
+        reply = json.loads(raw(r.server.path, nested))
+    assert reply == {"ok": False,
+                     "error": "expected one JSON object per line: nested too deeply"}
+    assert [(e["event"], e["log_level"]) for e in logs] == [("control_bad_request", "warning")]
+    assert "exc_info" not in logs[0]
+    assert query_status(r.server.path) == FAKE_STATE
+
+
+@pytest.fixture(scope="module")
+def fuzz_server() -> Iterator[Running]:
+    d = tempfile.mkdtemp(prefix="phf", dir="/tmp")
+    r = Running(ControlServer(os.path.join(d, "control.sock"), lambda: FAKE_STATE, tick=0.1))
+    try:
+        assert wait_until(lambda: _is_socket(r.server.path)), "socket never appeared"
+        yield r
+    finally:
+        r.stop()
+        shutil.rmtree(d, ignore_errors=True)
+
+
+_json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=10),
+    lambda kids: st.lists(kids, max_size=4) | st.dictionaries(st.text(max_size=5), kids,
+                                                              max_size=4),
+    max_leaves=20)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(payload=st.one_of(
+    st.binary(max_size=300),
+    _json_values.map(lambda v: json.dumps(v).encode()),
+    st.dictionaries(st.sampled_from(["cmd", "args", "x"]),
+                    st.one_of(st.sampled_from(["status", "reboot"]), _json_values),
+                    max_size=3).map(lambda v: json.dumps(v).encode())))
+def test_any_request_gets_one_json_answer_and_the_server_goes_on(fuzz_server, payload):
+    path = fuzz_server.server.path
+    reply = json.loads(raw(path, payload.replace(b"\n", b" ") + b"\n"))
+    assert set(reply) in ({"ok", "state"}, {"ok", "error"})
+    assert reply["ok"] is ("state" in reply)
+    assert query_status(path) == FAKE_STATE
+    assert fuzz_server.thread.is_alive() and fuzz_server.error is None
 
 
 def test_request_without_newline_is_answered_at_eof(serve):
@@ -439,18 +488,18 @@ def test_find_socket_picks_an_existing_socket(serve, sockdir):
 def test_render_full_state():
     text = render_status(FAKE_STATE, now=NOW)
     lines = text.splitlines()
-    assert lines[0] == "pharosd 0.1.0, pid 4242, started 2023-11-14T21:11:40.000Z (1h01m ago)"
-    assert lines[1] == ("config:  /etc/pharos.yaml, loaded 2023-11-14T22:12:15.000Z (1m05s ago),"
+    assert lines[0] == "pharosd 0.1.0, pid 4242, started 2023-11-14T21:11:40.000Z (1h1m ago)"
+    assert lines[1] == ("config:  /etc/pharos.yaml, loaded 2023-11-14T22:12:15.000Z (1m5s ago),"
                         " digest 0123456789ab")
-    assert lines[2] == "reload:  ok 2023-11-14T22:12:20.000Z (1m00s ago)"
+    assert lines[2] == "reload:  ok 2023-11-14T22:12:20.000Z (1m ago)"
     assert "Workers (2)" in lines
     i = lines.index("Workers (2)")
     assert lines[i + 1].split() == ["NAME", "ALIVE", "RESTARTS", "HEARTBEAT"]
-    assert lines[i + 2].split() == ["collector", "yes", "0", "0.2s", "ago"]
+    assert lines[i + 2].split() == ["collector", "yes", "0", "250ms", "ago"]
     assert lines[i + 3].split() == ["sink:webhook", "NO", "3", "42s", "ago"]
     i = lines.index("Open alerts (1)")
     assert lines[i + 2].split() == ["root-full", "mount=/", "critical", "firing",
-                                    "2023-11-14T22:08:20.000Z", "(5m00s", "ago)"]
+                                    "2023-11-14T22:08:20.000Z", "(5m", "ago)"]
     i = lines.index("Sinks (2)")
     assert lines[i + 1].split() == ["NAME", "BACKLOG", "DELIVERED", "DROPPED", "LAST", "ERROR"]
     assert lines[i + 2].split() == ["file", "0", "12", "0", "-"]
@@ -485,7 +534,7 @@ def test_render_failed_reload_lists_every_error():
     text = render_status({"reload": {"ok": False, "at": NOW, "errors": [
         "pharos.yaml:14:12: thresholds[2].above: expected a number, got 'ninety'",
         "pharos.yaml:20:3: sinks[0].kind: expected one of file, log"]}}, now=NOW)
-    assert "reload:  FAILED 2023-11-14T22:13:20.000Z (0.0s ago), 2 error(s)" in text
+    assert "reload:  FAILED 2023-11-14T22:13:20.000Z (0s ago), 2 error(s)" in text
     assert "pharos.yaml:14:12: thresholds[2].above" in text
     assert "pharos.yaml:20:3: sinks[0].kind" in text
 
@@ -493,7 +542,7 @@ def test_render_failed_reload_lists_every_error():
 def test_render_accepts_rfc3339_times_and_label_pairs():
     text = render_status({"alerts": [{"rule": "disk", "labels": [["mount", "/var"]],
                                       "since": "2023-11-14T22:12:20.000Z"}]}, now=NOW)
-    assert "mount=/var" in text and "(1m00s ago)" in text
+    assert "mount=/var" in text and "(1m ago)" in text
 
 
 def test_render_neutralises_terminal_control_characters():
@@ -507,3 +556,29 @@ def test_render_shows_unknown_sections():
     text = render_status({"host": "web1", "collector": {"sources": 7}, "note": "hi"})
     assert text.splitlines()[0] == "pharosd on web1"
     assert "Collector" in text and "sources  7" in text and "note: hi" in text
+
+
+def test_render_collector_pipeline_and_http_as_tables():
+    text = render_status({
+        "collector": {"cpu": {"every": 10.0, "last_run": NOW - 3, "runs": 5, "failures": 1,
+                              "skipped": 0, "missed": 2, "last_error": "OSError: x"}},
+        "sinks": [{"name": "f", "dropped": {"a": 2, "b": 1}, "last_success": NOW - 100}],
+        "pipeline": {"series": 10, "receivers": [
+            {"name": "vm", "up": True, "buffer_samples": 5, "spill_samples": 0,
+             "spill_bytes": 2048, "sent": 100, "dropped": {}, "seconds_since_success": 1.5}]},
+        "http": {"listen": "127.0.0.1:9612", "tls": False, "basic_auth": True, "open": 1,
+                 "requests": 5, "refused": 0, "timeouts": 2, "tls_errors": 0},
+    }, now=NOW)
+    lines = text.splitlines()
+    i = lines.index("Sources (1)")
+    assert lines[i + 1].split() == ["NAME", "EVERY", "LAST", "RUN", "RUNS", "FAILURES",
+                                    "SKIPPED", "MISSED", "LAST", "ERROR"]
+    assert lines[i + 2].split() == ["cpu", "10s", "3s", "ago", "5", "1", "0", "2",
+                                    "OSError:", "x"]
+    i = lines.index("Sinks (1)")
+    assert lines[i + 2].split() == ["f", "3", "1m40s", "ago"]
+    i = lines.index("Receivers (1)")
+    assert lines[i + 2].split() == ["vm", "yes", "5", "0", "2KiB", "100", "0", "2s"]
+    i = lines.index("HTTP listener")
+    assert lines[i + 2].split() == ["127.0.0.1:9612", "off", "on", "1", "5", "0", "2", "0"]
+    assert "1.7e+09" not in text and "every=" not in text

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import signal
+import sqlite3
 from pathlib import Path
 
 import pytest
 
+from pharosd.control.client import query_status
+from pharosd.model import parse_rfc3339
 from tests.support.daemon import PharosProcess, read_events, wait_until
 
 pytestmark = pytest.mark.timeout(120)
@@ -33,6 +37,13 @@ def start(daemons: list[PharosProcess], tmp: Path, text: str, **kw) -> PharosPro
     d = PharosProcess(tmp, text, **kw)
     daemons.append(d)
     return d
+
+
+def stop_line(log: str) -> str:
+    """The daemon's own ``daemon_stopped`` line (there is exactly one)."""
+    lines = [line for line in log.splitlines() if "event=daemon_stopped" in line]
+    assert len(lines) == 1, log
+    return lines[0]
 
 
 def test_ready_fire_resolve_on_reload_and_clean_stop(tmp_path, daemons):
@@ -112,6 +123,8 @@ def test_worker_that_keeps_crashing_ends_the_process_with_70(tmp_path, daemons):
     assert d.proc.wait(30) == 70, d.log()
     assert "supervisor_gave_up" in d.log()
     assert d.log().count("worker_crashed") == 3
+    # The stop that ends in 70 is an error (journal priority 3), not news.
+    assert stop_line(d.log()).startswith("<3>") and "level=error" in stop_line(d.log())
 
 
 def test_hung_worker_stops_watchdog_pings(tmp_path, daemons):
@@ -131,7 +144,7 @@ def test_sigint_also_stops_cleanly(tmp_path, daemons):
     assert d.notify.wait_for(lambda m: "READY=1" in m), d.log()
     d.signal(signal.SIGINT)
     assert d.proc.wait(5) == 0
-    assert "daemon_stopped" in d.log()
+    assert stop_line(d.log()).startswith("<6>") and "level=info" in stop_line(d.log())
 
 
 def test_invalid_config_at_start_exits_1_with_positions(tmp_path, daemons):
@@ -180,13 +193,49 @@ def test_stop_kills_a_plugin_still_running(tmp_path, daemons):
     assert "plugin_killed_on_stop" in d.log()
 
 
-def test_kill_9_right_after_firing_does_not_refire(tmp_path, daemons):
-    alerts = tmp_path / "alerts.jsonl"
-    d = start(daemons, tmp_path, config(tmp_path))
-    assert wait_until(lambda: read_events(alerts), 15), d.log()
-    d.signal(signal.SIGKILL)          # no clean stop: the state saved with the event counts
-    d.proc.wait(5)
-    d2 = start(daemons, tmp_path, config(tmp_path))
+def _status(tmp: Path) -> dict:
+    try:
+        return query_status(str(tmp / "run" / "control.sock"), 5.0)
+    except Exception:
+        return {}
+
+
+@pytest.mark.parametrize("point", ["journaled", "published"])
+def test_kill_9_around_publishing_a_firing_neither_loses_nor_refires(tmp_path, daemons, point):
+    """SIGKILL at the exact point (fault injection): after the evaluator saved the firing
+    with its event, before it published it (``journaled``: the event reached no outbox);
+    after the sink's outbox took it, before the state was saved again (``published``).
+    The file sink cannot write in the first run (its directory is a file), so what the
+    outbox holds at the kill is known."""
+    blocked = tmp_path / "blocked"
+    blocked.write_text("not a directory\n")
+    alerts = blocked / "alerts.jsonl"
+    text = config(tmp_path).replace(f"{tmp_path}/alerts.jsonl", str(alerts))
+    state = tmp_path / "state" / "alert-state.json"
+    d = start(daemons, tmp_path, text, env={"PHAROSD_TEST_FAULTS": f"evaluator:kill-at-{point}"})
+    assert d.proc.wait(20) == -signal.SIGKILL, d.log()
+    journal = json.loads(state.read_text())["events"]
+    assert [e["status"] for e in journal] == ["firing"]
+    with sqlite3.connect(tmp_path / "state" / "outbox" / "file.db") as db:
+        queued = [r[0] for r in db.execute("SELECT id FROM events")]
+    assert queued == ([] if point == "journaled" else [journal[0]["id"]])
+    blocked.unlink()
+    d2 = start(daemons, tmp_path, text)
     assert d2.wait_log("alert_state_restored"), d2.log()
-    wait_until(lambda: False, 3.0)  # three soaks' worth: a re-fire would show by now
-    assert [e["status"] for e in read_events(alerts)] == ["firing"]
+
+    def settled() -> bool:
+        st = _status(tmp_path)
+        alert = next((a for a in st.get("alerts") or [] if a["rule"] == "uptime-high"), None)
+        sink = next((s for s in st.get("sinks") or [] if s["name"] == "file"), None)
+        return (alert is not None and alert["status"] == "firing" and sink is not None
+                and sink["backlog"] == 0 and sink["delivered"] >= 1
+                and st["notifier"]["duplicates"] == (point == "published"))
+
+    assert wait_until(settled, 20), d2.log()
+    # Once firing with the original start, the machine cannot fire again; the one event
+    # in the file is the one saved in the journal (same id), delivered exactly once.
+    events = read_events(alerts)
+    assert [(e["status"], e["id"]) for e in events] == [("firing", journal[0]["id"])]
+    alert = next(a for a in _status(tmp_path)["alerts"] if a["rule"] == "uptime-high")
+    assert abs(alert["since"] - parse_rfc3339(events[0]["started_at"])) < 0.01
+    assert "events" not in json.loads(state.read_text())

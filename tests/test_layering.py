@@ -22,16 +22,20 @@ REPO = Path(__file__).resolve().parent.parent
 PACKAGE = REPO / "pharosd"
 MAX_LINES = 500
 # Modules over the limit that are being reworked; each must shrink, then leave this list.
-TOO_LONG_FOR_NOW = {"pharosd.pipeline.uplink"}
+TOO_LONG_FOR_NOW: set[str] = set()
 
 LEAF, FAMILY, CONFIG, DAEMON, CLI = range(5)
 LAYER_NAMES = ("leaf", "family", "config", "daemon", "cli")
 LEAVES = {"pharosd", "pharosd.model", "pharosd.types", "pharosd.units", "pharosd.errors",
-          "pharosd.clock", "pharosd.worker", "pharosd.source", "pharosd.bus", "pharosd.logs"}
-FAMILIES = {"statistics", "probes", "alerting", "sinks", "pipeline", "collection", "control"}
+          "pharosd.clock", "pharosd.worker", "pharosd.source", "pharosd.bus", "pharosd.logs",
+          "pharosd.backoff", "pharosd.redact", "pharosd.secretfile", "pharosd.sqlitedb",
+          "pharosd.httpclient", "pharosd.subprocesses", "pharosd.checks",
+          "pharosd.connections"}
+FAMILIES = {"statistics", "probes", "alerting", "sinks", "pipeline", "collection", "control",
+            "http"}
 DAEMON_MODULES = {"pharosd.daemon", "pharosd.supervisor", "pharosd.slots", "pharosd.notify",
-                  "pharosd.faults"}
-CLI_MODULES = {"pharosd.cli", "pharosd.__main__"}
+                  "pharosd.faults", "pharosd.testrules", "pharosd.assembly"}
+CLI_MODULES = {"pharosd.cli", "pharosd.__main__", "pharosd.api"}
 
 
 def module_name(path: Path) -> str:

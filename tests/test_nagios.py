@@ -6,10 +6,12 @@ from __future__ import annotations
 import math
 
 import pytest
-from hypothesis import assume, given
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from pharosd.probes.nagios import (
+    MAX_ITEMS,
+    MAX_PROBLEMS,
     PerfData,
     Range,
     RangeError,
@@ -413,3 +415,80 @@ def test_quote_label():
     assert quote_label("a b") == "'a b'"
     assert quote_label("it's") == "'it''s'"
     assert quote_label("a=b") == "'a=b'"
+
+
+# -- fuzz: hostile plugin output -----------------------------------------------------------
+#
+# The contract: parse_output/parse_perfdata never raise, whatever the bytes (the
+# exec probe decodes with errors="replace" first, as here); at most MAX_ITEMS
+# items and MAX_PROBLEMS problem lines come out, and perfdata_values gives at
+# most 7 values per item, with unique names.
+
+
+def _reference_names(labels: list[str], reserved: tuple[str, ...]) -> list[str]:
+    """The de-duplication rule as first written (quadratic, obviously right)."""
+    used, out = set(reserved), []
+    for label in labels:
+        name = safe_label(label)
+        if name in reserved:
+            name = "perf_" + name
+        unique, k = name, 2
+        while unique in used:
+            unique, k = f"{name}_{k}", k + 1
+        used.add(unique)
+        out.append(unique)
+    return out
+
+
+@given(st.lists(st.sampled_from(["x", "X", "x_2", "x_3", "x_2_2", "status", "perf_status",
+                                 "y", "/", "_"]), max_size=60))
+def test_linear_de_duplication_gives_the_same_names_as_the_first_rule(labels):
+    reserved = ("status", "state")
+    got = [n for n, _ in perfdata_values([PerfData(lb, 1.0) for lb in labels], reserved)]
+    assert got == _reference_names(labels, reserved)
+
+
+def _check_bounded(out) -> None:
+    assert len(out.perfdata) <= MAX_ITEMS
+    assert len(out.problems) <= MAX_PROBLEMS
+    assert out.errors >= len(out.problems) and out.truncated >= 0
+    assert "\n" not in out.text
+    values = perfdata_values(out.perfdata, ("status", "state", "duration_seconds"))
+    assert len(values) <= 7 * len(out.perfdata)
+    bases = [n for n, _ in values if "." not in n]
+    assert len(set(bases)) == len(bases)
+    assert all(math.isfinite(v) for _, v in values)
+
+
+@given(st.binary(max_size=2000))
+def test_random_bytes_never_raise_and_stay_bounded(data):
+    _check_bounded(parse_output(data.decode("utf-8", errors="replace")))
+
+
+_odd_tokens = st.sampled_from([
+    "a=1", "'a b'=2;3;4;5;6", "''=1", "'''=1", "'unterminated=1", "=", "a==1", "a=1e999",
+    "a=-1e999", "a=nan", "a=inf", "a=U;U;U;U;U", "a=1;@~:;~:~;;", "a=1;;;;;;;", "a=0x10",
+    "a=1;10:5", "a=1°C;1;2", "b=1MB;1KB:2GB;@3:4TB;0;1PB", "|", "||", "\r\n", "\t", "\x00",
+    "\ufffd", "é=1", "a=1.", "a=.5", "a=+-1", "a=1ee1", "a=" + "9" * 400,
+])
+
+
+@given(st.lists(_odd_tokens, max_size=80), st.sampled_from([" ", "\n", "  ", "\t"]),
+       st.text(max_size=30))
+def test_odd_perfdata_never_raises_and_stays_bounded(tokens, sep, text):
+    _check_bounded(parse_output(text + " | " + sep.join(tokens)))
+
+
+@settings(max_examples=25, suppress_health_check=[HealthCheck.too_slow])
+@given(_odd_tokens, st.integers(min_value=1, max_value=20000), st.sampled_from([" ", "\n"]),
+       st.booleans())
+def test_huge_lines_never_raise_and_stay_bounded(token, n, sep, first_line):
+    perf = sep.join([token] * n)
+    _check_bounded(parse_output(("OK | " if first_line else "OK\nlong |") + perf))
+
+
+@given(st.lists(items(), max_size=30), st.integers(min_value=0, max_value=30))
+def test_the_item_limit_keeps_the_first_items_and_counts_the_rest(its, limit):
+    r = parse_perfdata(" ".join(str(i) for i in its), limit)
+    assert r.items == tuple(its[:limit])
+    assert r.truncated == max(0, len(its) - limit)

@@ -39,7 +39,8 @@ BUILD = ROOT / "packaging" / "build-deb"
 CI = os.environ.get("CI") == "true"
 
 DEPENDS = ["python3 (>= 3.11)", "python3-psutil", "python3-yaml", "python3-structlog",
-           "python3-requests", "python3-sdnotify", "python3-snappy", "adduser"]
+           "python3-requests", "python3-sdnotify", "python3-snappy", "tzdata", "adduser",
+           "procps"]
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -159,6 +160,26 @@ def test_file_name_and_metadata(deb):
     assert fields["Description"].startswith("monitoring daemon for Linux hosts")
 
 
+def test_every_program_the_unit_runs_comes_from_a_dependency(unpacked):
+    """ExecStart=/ExecReload= name programs: each must be shipped by this package
+    or by one it depends on (a minimal Debian has no /bin/kill without procps)."""
+    require_tool("dpkg-query", "dpkg")
+    unit = (unpacked / "lib/systemd/system/pharosd.service").read_text()
+    programs = re.findall(r"^Exec\w+=[-@:+!]*(/\S+)", unit, re.M)
+    assert "/bin/kill" in programs and "/usr/bin/pharosd" in programs, programs
+    depends = {d.split()[0] for d in
+               (unpacked / "DEBIAN/control").read_text().split("Depends:", 1)[1]
+               .splitlines()[0].split(",")}
+    for program in programs:
+        if (unpacked / program.lstrip("/")).exists():
+            continue
+        owner = run("dpkg-query", "-S", program, check=False)
+        if owner.returncode != 0:
+            missing(f"{program} is not installed on this host: cannot tell its package")
+        packages = {p.strip() for p in owner.stdout.split(":", 1)[0].split(",")}
+        assert packages & depends, f"{program} comes from {packages}, not a dependency"
+
+
 def test_contents(deb):
     listing = run("dpkg-deb", "-c", deb).stdout.splitlines()
     entries = {}
@@ -170,7 +191,10 @@ def test_contents(deb):
         "usr/bin/pharosd": "-rwxr-xr-x",
         "lib/systemd/system/pharosd.service": "-rw-r--r--",
         "etc/pharos.yaml": "-rw-r--r--",
+        "etc/pharos.d/README": "-rw-r--r--",
+        "usr/share/doc/pharosd/examples/pharos.tests.yaml": "-rw-r--r--",
         "usr/share/man/man8/pharosd.8.gz": "-rw-r--r--",
+        "usr/share/man/man8/pharosd-test-rules.8.gz": "-rw-r--r--",
         "usr/share/man/man5/pharos.yaml.5.gz": "-rw-r--r--",
         "usr/share/doc/pharosd/copyright": "-rw-r--r--",
         "usr/share/doc/pharosd/changelog.Debian.gz": "-rw-r--r--",
@@ -201,7 +225,8 @@ def test_files_are_the_tree_s_files(unpacked):
 
 def test_control_area(unpacked):
     ctl = unpacked / "DEBIAN"
-    assert (ctl / "conffiles").read_text().split() == ["/etc/pharos.yaml"]
+    assert (ctl / "conffiles").read_text().split() == [
+        "/etc/pharos.yaml", "/etc/pharos.d/README"]
     for script in ("postinst", "prerm", "postrm"):
         path = ctl / script
         assert stat.S_IMODE(path.stat().st_mode) == 0o755, script
@@ -236,7 +261,10 @@ def test_man_pages_render_without_warnings(unpacked):
     require_tool("groff", "groff-base")
     man = unpacked / "usr/share/man"
     for page, must in (("man8/pharosd.8.gz", ("SIGHUP", "EXIT STATUS", "/etc/pharos.yaml",
-                                              "70", "check-config", "status")),
+                                              "70", "check-config", "status",
+                                              "test-rules", "--dump", "/etc/pharos.d/")),
+                       ("man8/pharosd-test-rules.8.gz", ("expect", "a+bxn", "EXIT STATUS",
+                                                         "pharos.tests.yaml")),
                        ("man5/pharos.yaml.5.gz", ("thresholds", "soak", "REFERENCE"))):
         source = run("zcat", man / page).stdout
         assert VERSION in source and "@" + "VERSION@" not in source, page

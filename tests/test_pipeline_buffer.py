@@ -7,7 +7,7 @@ from array import array
 from pharosd.model import Sample
 from pharosd.pipeline.buffer import HotBuffer
 from pharosd.pipeline.remote_write import is_stale_nan, stale_nan
-from pharosd.pipeline.series import SeriesRegistry
+from pharosd.pipeline.series import SeriesRegistry, source_of
 
 KEYS = {i: (f"m{i}", (("i", str(i)),)) for i in range(100)}
 
@@ -150,3 +150,45 @@ def test_long_gone_series_are_freed_only_after_every_buffer_handed_them_on() -> 
     assert reg.key_of(sid[0]) == ("gone", ()), "a buffer still holds its marker"
     reg.free(consumed_seq=3)
     assert reg.forgotten == 1
+
+
+# -- series bounds ------------------------------------------------------------------
+
+
+def test_source_of_a_metric() -> None:
+    assert source_of("probe.web.latency_seconds") == "probe.web"
+    assert source_of("probe.web") == "probe.web"
+    assert source_of("disk.used_percent") == "disk"
+    assert source_of("pharosd.rss_bytes") == "pharosd"
+    assert source_of("bare") == "bare"
+
+
+def test_new_series_past_the_per_source_bound_are_refused_and_counted() -> None:
+    reg = SeriesRegistry(max_series=100, max_per_source=3)
+    # A plugin whose perfdata labels change on every run: only 3 series of it.
+    for run in range(10):
+        sid, _, _ = offer(reg, float(run), [s(f"probe.flappy.label{run}", 1.0 + run),
+                                            s("cpu.percent", 1.0 + run)])
+        assert len(sid) == (2 if run < 3 else 1)
+    assert len(reg) == 4
+    assert reg.refused == {"probe.flappy": 7} and reg.refused_samples == 7
+    sid, _, _ = offer(reg, 11.0, [s("probe.flappy.label0", 12.0)])   # known: goes on
+    assert len(sid) == 1
+
+
+def test_the_total_bound_holds_across_sources() -> None:
+    reg = SeriesRegistry(max_series=5, max_per_source=4)
+    sid, _, _ = offer(reg, 0.0, [s(f"src{i}.m", 1.0, k=str(k)) for i in range(3)
+                                 for k in range(3)])
+    assert len(sid) == 5 and len(reg) == 5
+    assert sum(reg.refused.values()) == 4
+
+
+def test_a_forgotten_series_frees_its_place() -> None:
+    reg = SeriesRegistry(floor=1.0, forget_after=30.0, max_per_source=1)
+    offer(reg, 0.0, [s("probe.p.old", 1.0)])
+    offer(reg, 1.0, [s("probe.p.old", 2.0)])
+    assert len(offer(reg, 2.0, [s("probe.p.new", 3.0)])[0]) == 0
+    sweep(reg, 100.0, seq=2)
+    reg.free(consumed_seq=10)
+    assert len(offer(reg, 101.0, [s("probe.p.new", 4.0)])[0]) == 1

@@ -16,7 +16,7 @@ from pharosd.pipeline.config import (
     TLSConfig,
     UplinkConfig,
 )
-from pharosd.pipeline.uplink import resolve_settings
+from pharosd.pipeline.receiver import resolve_settings
 
 FULL = """
 buffer: {capacity: 50000}
@@ -150,4 +150,4 @@ def test_the_receiver_name_never_carries_credentials() -> None:
     rw = RemoteWriteConfig(url="https://user:pw@metrics.example/api/v1/write?token=t")
     s = resolve_settings(rw, index=0, host="h", capacity=10)
     assert rw.receiver_name() == "metrics.example"
-    assert s.safe_url == "https://metrics.example/api/v1/write"
+    assert s.safe_url == "https://***@metrics.example/api/v1/write?token=***"

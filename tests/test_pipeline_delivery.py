@@ -1,4 +1,4 @@
-"""The pure core of sending: the backoff schedule and splitting rejected batches.
+"""The pure core of sending: splitting rejected batches.
 
 ``Delivery`` is driven here against models of Prometheus 2.42's rules (PEERS.md):
 every sample older than a cutoff refused ("too old sample", "out of bounds"),
@@ -10,14 +10,13 @@ of requests stays small (no retry storm).
 from __future__ import annotations
 
 import math
-import random
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pharosd.pipeline.batch import Batch
-from pharosd.pipeline.delivery import Backoff, Delivery
+from pharosd.pipeline.delivery import Delivery
 from pharosd.pipeline.remote_write import Verdict
 
 KEY = ("m", ())
@@ -41,38 +40,6 @@ def drive(d: Delivery, answer, reason: str = "too_old", limit: int = 10_000):
         if v is Verdict.OK:
             acked.extend(part.ts)
         d.result(v, reason)
-
-
-# -- backoff -------------------------------------------------------------------------
-
-
-def test_backoff_doubles_from_min_to_max() -> None:
-    b = Backoff(1.0, 30.0)
-    assert [b.nominal(k) for k in range(8)] == [1, 2, 4, 8, 16, 30, 30, 30]
-
-
-def test_jittered_delays_stay_near_the_schedule_and_within_bounds() -> None:
-    b = Backoff(1.0, 30.0, rng=random.Random(7))
-    seen = [b.next_delay() for _ in range(12)]
-    for k, d in enumerate(seen):
-        nominal = b.nominal(k)
-        assert max(1.0, 0.8 * nominal) <= d <= min(30.0, 1.2 * nominal)
-    assert seen[-1] >= 24.0
-    assert len({round(d, 6) for d in seen[6:]}) > 1, "jitter at the cap too"
-
-
-def test_retry_after_lengthens_the_delay_but_not_past_max() -> None:
-    b = Backoff(1.0, 30.0, rng=random.Random(1))
-    assert b.next_delay(retry_after=10.0) == 10.0
-    assert b.next_delay(retry_after=500.0) == 30.0
-
-
-def test_a_success_resets_the_schedule() -> None:
-    b = Backoff(1.0, 30.0, jitter=0.0)
-    for _ in range(5):
-        b.next_delay()
-    b.reset()
-    assert b.next_delay() == 1.0
 
 
 # -- delivery ----------------------------------------------------------------------

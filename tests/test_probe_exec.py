@@ -23,11 +23,14 @@ from pathlib import Path
 import psutil
 import pytest
 from conftest import free_port, require_binary
+from structlog.testing import capture_logs
 
 from pharosd.model import Sample
 from pharosd.probes.config import ExecProbeConfig
-from pharosd.probes.exec import OUTPUT_CAP, ExecProbe, LiveGroups, run_command
+from pharosd.probes.exec import OUTPUT_CAP, ExecProbe, run_command
 from pharosd.probes.factory import build_probe
+from pharosd.probes.nagios import MAX_ITEMS
+from pharosd.subprocesses import LiveGroups
 from pharosd.types import Duration, FrozenDict
 
 pytestmark = pytest.mark.timeout(120)
@@ -413,7 +416,7 @@ def test_env_key_validation():
 
 def test_without_pidfd_support(tmp_path, monkeypatch):
     """Kernels before 5.3 have no pidfd: the runner polls for the exit instead."""
-    import pharosd.probes.exec as exec_module
+    import pharosd.subprocesses as exec_module
 
     monkeypatch.setattr(exec_module, "_pidfd_open", lambda pid: None)
     s = run(probe(*sh("echo 'OK - polled | v=7'")))
@@ -427,15 +430,36 @@ def test_without_pidfd_support(tmp_path, monkeypatch):
     assert len(pids) == 4 and all(dead(pid) for pid in pids)
 
 
+def test_sixteen_thousand_perfdata_items_are_capped_counted_and_logged_once(tmp_path):
+    # A real plugin printing 16,000 items with one label (64 KiB, just under the
+    # output cap): names de-duplicated as a, a_2, ...; the items past the limit are
+    # counted, not read, and logged when the cutting starts (not on every run).
+    script = tmp_path / "check_many"
+    script.write_text(f"#!{sys.executable}\n"
+                      "import sys\n"
+                      "sys.stdout.write('OK - many | ' + ' '.join(['a=1'] * 16000) + '\\n')\n")
+    script.chmod(0o755)
+    p = probe(str(script))
+    with capture_logs() as logs:
+        first = run(p)
+        run(p)
+    assert_status(first, 0, "OK - many")
+    perf = {k for k in first if k not in ("status", "state", "duration_seconds")}
+    assert perf == {"a"} | {f"a_{k}" for k in range(2, MAX_ITEMS + 1)}
+    assert p.perfdata_truncated == 2 * (16000 - MAX_ITEMS)
+    truncated = [e for e in logs if e["event"] == "plugin_perfdata_truncated"]
+    assert len(truncated) == 1 and truncated[0]["dropped"] == 16000 - MAX_ITEMS
+
+
 def test_a_run_that_registers_after_the_stop_is_killed_at_once():
     # The daemon may stop between a run's Popen and its registration: close() then
     # finds nothing to kill, and the late registration must kill the group itself.
-    live = LiveGroups("p")
+    live = LiveGroups()
     first = subprocess.Popen(["sleep", "30"], start_new_session=True)
     late = subprocess.Popen(["sleep", "30"], start_new_session=True)
     try:
         live.add(first.pid)
-        live.close()
+        assert live.close(signal.SIGKILL) == [first.pid]
         assert first.wait(5) == -signal.SIGKILL
         live.add(late.pid)
         assert late.wait(5) == -signal.SIGKILL

@@ -42,6 +42,7 @@ from pharosd.alerting.config import LevelLimits, WindowConfig
 from pharosd.config import load_config, parse_config
 from pharosd.config.schema import Config
 from pharosd.errors import ConfigError
+from pharosd.http.config import DEFAULT_PORT, HttpConfig
 from pharosd.pipeline.config import BasicAuthConfig, RemoteWriteConfig, TLSConfig
 from pharosd.probes.config import ProbeConfig
 from pharosd.sinks.config import RetryConfig, SinkConfig
@@ -167,8 +168,15 @@ def all_configs() -> Iterator[tuple[str, Config]]:
 def test_reference_loads_without_environment_and_matches_the_embedded_default():
     loaded = load_config(str(REFERENCE), environ={})
     # The active lines are the embedded default's useful set: same statistics,
-    # thresholds and sinks, state_dir and host left to their defaults, no receiver.
-    assert loaded.config == load_config(None, environ={}).config
+    # thresholds and sinks, state_dir and host left to their defaults, no receiver;
+    # only the packaged config turns the HTTP listener on (on loopback); and it reads the
+    # drop-ins of pharos.d/ (none in the source tree).
+    assert loaded.config.http.listen == f"127.0.0.1:{DEFAULT_PORT}"
+    assert loaded.config.include == ("pharos.d/*.yaml",)
+    assert loaded.files == (str(REFERENCE),)
+    embedded = load_config(None, environ={}).config
+    assert embedded.http == HttpConfig()
+    assert dataclasses.replace(loaded.config, http=HttpConfig(), include=()) == embedded
     assert loaded.config.state_dir is None and loaded.config.host is None
     assert loaded.config.uplink.remote_write == ()
 

@@ -8,6 +8,7 @@ import json
 import os
 import stat
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -60,6 +61,15 @@ printf '%s\\n' "$#" "$1" "$2" "$PHAROS_RULE" "$PHAROS_STATUS" "$PHAROS_LEVEL" \\
     assert lines[3:8] == ["probe:nginx", "firing", "critical", ev.fingerprint, ev.id]
     assert lines[8] == "ops" and lines[9].startswith("/usr/local/sbin:")
     assert lines[10:] == ["unset", "/"]      # nothing of pharosd's environment, cwd /
+
+
+def test_a_reminder_says_so_in_the_environment(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    prog = script(tmp_path, "handler", f'echo "$PHAROS_REMINDER" >> {out}\n')
+    sink = ExecSink("x", [prog], timeout=10)
+    sink.deliver(event())
+    sink.deliver(replace(event(), reminder=True))
+    assert out.read_text().splitlines() == ["false", "true"]
 
 
 def test_exit_codes(tmp_path: Path) -> None:
@@ -148,6 +158,11 @@ def test_config_and_factory(tmp_path: Path) -> None:
     ("{name: x, kind: exec, command: [/bin/true], env: {'A=B': c}}", "sinks[0].env: "
                                                                      "expected environment"),
     ("{name: x, kind: exec, command: /bin/true}", "sinks[0].command: expected a list"),
+    # the same command rules as the exec probe's (pharosd.checks): execve takes C strings
+    ('{name: x, kind: exec, command: [/bin/true, "a\\0b"]}',
+     "sinks[0].command[1]: expected no NUL byte"),
+    ('{name: x, kind: exec, command: [/bin/true], env: {T: "x\\0"}}',
+     "sinks[0].env.T: expected no NUL byte"),
 ])
 def test_bad_config_is_positioned(yaml: str, message: str) -> None:
     with pytest.raises(ConfigError) as e:

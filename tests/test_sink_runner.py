@@ -20,8 +20,6 @@ from pathlib import Path
 
 import pytest
 import structlog
-from hypothesis import given
-from hypothesis import strategies as st
 from peers import free_port, wait_for
 from peers.receiver import HANG, Receiver, Request
 from peers.sinktools import PeriodicSink, ScriptedSink, event, ids, running
@@ -32,7 +30,7 @@ from pharosd.sinks.config import LogSinkConfig, RetryConfig
 from pharosd.sinks.file import FileSink
 from pharosd.sinks.outbox import Outbox
 from pharosd.sinks.webhook import WebhookSink
-from pharosd.sinks.worker import SinkWorker, backoff_delay
+from pharosd.sinks.worker import RETRY_AFTER_CAP, SinkWorker
 
 
 def make_worker(tmp_path: Path, sink: ScriptedSink, clock: FakeClock, **kw: object) -> SinkWorker:
@@ -47,22 +45,15 @@ def fail(times: int, error: Exception | None = None):  # type: ignore[no-untyped
     return script
 
 
-# -- pure backoff -----------------------------------------------------------------
+# -- the sink's backoff (the rule itself is tested in test_backoff.py) -------------
 
 
-@given(st.integers(1, 200), st.floats(0.01, 10), st.floats(1, 1000), st.floats(0, 0.999))
-def test_backoff_doubles_up_to_the_cap_with_bounded_jitter(
-        attempt: int, initial: float, cap: float, r: float) -> None:
-    cap = max(cap, initial)
-    d = backoff_delay(attempt, initial, cap, r)
-    base = min(cap, initial * 2 ** (attempt - 1))
-    assert 0.8 * base - 1e-9 <= d <= base + 1e-9
-
-
-def test_backoff_defaults_go_from_one_second_to_five_minutes() -> None:
-    delays = [backoff_delay(n, 1.0, 300.0, 0.0) for n in range(1, 12)]
+def test_backoff_defaults_go_from_one_second_to_five_minutes(tmp_path: Path) -> None:
+    w = make_worker(tmp_path, ScriptedSink(), FakeClock())
+    delays = [w._backoff.delay(n, 0.0) for n in range(11)]
     assert delays[:4] == [1.0, 2.0, 4.0, 8.0]
     assert delays[-1] == 300.0
+    assert w._backoff.delay(0, 0.0, retry_after=2 * 3600.0) == RETRY_AFTER_CAP
 
 
 # -- FakeClock-driven worker -----------------------------------------------------

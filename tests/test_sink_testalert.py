@@ -75,3 +75,34 @@ sinks:
     assert run_test_alert(cfg, None, out) == 1
     assert out.getvalue().startswith("w: failed: ")
     assert "secret_file" in out.getvalue()
+
+
+def test_filters_are_honoured_and_skipped_sinks_say_why(tmp_path: Path) -> None:
+    from pharosd.alerting.routing import route_of
+
+    cfg = parse_config(f"""
+state_dir: {tmp_path}
+sinks:
+  - {{name: all, kind: file, path: {tmp_path}/all.jsonl}}
+  - {{name: pager, kind: file, path: {tmp_path}/pager.jsonl, filter: {{levels: [critical]}}}}
+  - {{name: disks, kind: file, path: {tmp_path}/disks.jsonl, filter: {{rules: ["disk-*"]}}}}
+""", "pharos.yaml", {})
+
+    def skip(sink, event):
+        return route_of(sink).why_not(event)
+
+    out = io.StringIO()
+    assert run_test_alert(cfg, None, out, skip=skip) == 0
+    assert out.getvalue().splitlines() == [
+        "all: ok",
+        "pager: skipped: its filter refuses this alert: level warning is not in levels "
+        "[critical]",
+        f"disks: skipped: its filter refuses this alert: rule {TEST_RULE} matches none of "
+        "rules [disk-*]"]
+    assert not (tmp_path / "pager.jsonl").exists()
+    out = io.StringIO()
+    assert run_test_alert(cfg, "pager", out, level="critical", skip=skip) == 0
+    assert out.getvalue() == "pager: ok\n"
+    events = [json.loads(x) for x in (tmp_path / "pager.jsonl").read_text().splitlines()]
+    assert [(e["status"], e["level"]) for e in events] == [("firing", "critical"),
+                                                           ("resolved", "critical")]

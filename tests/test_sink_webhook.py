@@ -19,10 +19,11 @@ from peers.receiver import HANG, Receiver, Request
 from peers.sinktools import event
 
 from pharosd import __version__
+from pharosd.backoff import parse_retry_after
 from pharosd.errors import DeliveryError, PermanentDeliveryError
 from pharosd.sinks.config import WebhookSinkConfig
 from pharosd.sinks.factory import build_sink
-from pharosd.sinks.http import classify_response, parse_retry_after
+from pharosd.sinks.http import classify_response
 from pharosd.sinks.webhook import WebhookSink, sign
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "sinks.md"

@@ -15,6 +15,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from structlog.testing import capture_logs
 
+from pharosd.clock import FakeClock
 from pharosd.errors import ProbeError
 from pharosd.model import Sample, labels_of
 from pharosd.statistics.base import Every, ItemErrors, NameFilter
@@ -54,14 +55,6 @@ DOCS = Path(__file__).resolve().parent.parent / "docs" / "metrics.md"
 
 def cfg(name: str, **kw: object) -> StatisticConfig:
     return StatisticConfig(name=name, **kw)  # type: ignore[arg-type]
-
-
-class FakeMonotonic:
-    def __init__(self, t: float = 100.0) -> None:
-        self.t = t
-
-    def __call__(self) -> float:
-        return self.t
 
 
 def by_metric(samples: list[Sample]) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -445,15 +438,15 @@ def test_disk_statistic_skips_a_failing_mount_and_logs_once(tmp_path: Path) -> N
 
 def test_disk_statistic_rereads_mounts_at_most_once_a_minute(tmp_path: Path) -> None:
     fake_disk_tree(tmp_path, "/dev/sda1 / ext4 rw 0 0\n")
-    clock = FakeMonotonic()
+    clock = FakeClock()
     stat = DiskStatistic(cfg("disk"), 10.0, procfs=str(tmp_path),
                          statvfs=lambda _: Statvfs(4096, 4096, 10, 5, 5, 10, 5),
-                         is_dir=lambda _: True, monotonic=clock)
+                         is_dir=lambda _: True, clock=clock)
     assert {s.label("mount") for s in stat.collect(NOW)} == {"/"}
     fake_disk_tree(tmp_path, "/dev/sda1 / ext4 rw 0 0\n/dev/sdb1 /new ext4 rw 0 0\n")
-    clock.t += 59
+    clock.advance(59)
     assert {s.label("mount") for s in stat.collect(NOW)} == {"/"}
-    clock.t += 1
+    clock.advance(1)
     assert {s.label("mount") for s in stat.collect(NOW)} == {"/", "/new"}
 
 
@@ -485,33 +478,33 @@ def test_diskio_counters_names_and_filter() -> None:
 
 
 def test_diskio_statistic_rates_and_device_replacement() -> None:
-    clock = FakeMonotonic()
+    clock = FakeClock()
     reading: dict[str, DiskIO] = {"sda": DiskIO(10, 20, 1000, 2000),
                                   "loop1": DiskIO(0, 0, 0, 0)}
-    stat = DiskIOStatistic(cfg("diskio"), 10.0, read=lambda: reading, monotonic=clock)
+    stat = DiskIOStatistic(cfg("diskio"), 10.0, read=lambda: reading, clock=clock)
     assert stat.collect(NOW) == []
-    clock.t += 10
+    clock.advance(10)
     reading = {"sda": DiskIO(30, 20, 6000, 2000), "loop1": DiskIO(5, 5, 5, 5)}
     sda = labels_of(device="sda")
     assert by_metric(stat.collect(NOW)) == {
         ("diskio.reads_per_second", sda): 2.0, ("diskio.writes_per_second", sda): 0.0,
         ("diskio.read_bytes_per_second", sda): 500.0,
         ("diskio.write_bytes_per_second", sda): 0.0}
-    clock.t += 10
+    clock.advance(10)
     reading = {"sda": DiskIO(1, 1, 10, 10)}               # replaced: counters restart
     assert stat.collect(NOW) == []
-    clock.t += 10
+    clock.advance(10)
     reading = {"sda": DiskIO(11, 1, 10, 10)}
     assert by_metric(stat.collect(NOW))[("diskio.reads_per_second", sda)] == 1.0
 
 
 def test_network_statistic_rates_and_default_exclusions() -> None:
-    clock = FakeMonotonic()
+    clock = FakeClock()
     reading = {"eth0": NetIO(100, 200, 1, 2, 0, 0, 0, 0), "lo": NetIO(5, 5, 5, 5, 5, 5, 5, 5),
                "veth12ab": NetIO(1, 1, 1, 1, 1, 1, 1, 1)}
-    stat = NetworkStatistic(cfg("network"), 10.0, read=lambda: reading, monotonic=clock)
+    stat = NetworkStatistic(cfg("network"), 10.0, read=lambda: reading, clock=clock)
     assert stat.collect(NOW) == []
-    clock.t += 2
+    clock.advance(2)
     reading = {"eth0": NetIO(300, 1200, 5, 12, 2, 0, 4, 0), "lo": NetIO(9, 9, 9, 9, 9, 9, 9, 9),
                "veth12ab": NetIO(2, 2, 2, 2, 2, 2, 2, 2)}
     eth0 = labels_of(interface="eth0")
@@ -593,11 +586,11 @@ def test_item_errors_log_each_change_once() -> None:
 
 
 def test_every_gate() -> None:
-    clock = FakeMonotonic()
+    clock = FakeClock()
     gate = Every(60.0, clock)
     assert gate.due()
     assert not gate.due()
-    clock.t += 60
+    clock.advance(60)
     assert gate.due()
     gate.reset()
     assert gate.due()

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 from structlog.testing import capture_logs
 
+from pharosd.clock import FakeClock
 from pharosd.config.loader import parse_config
 from pharosd.errors import ConfigError, ProbeError
 from pharosd.model import Sample
@@ -39,14 +40,6 @@ full avg10=0.50 avg60=0.25 avg300=0.10 total=400000
 """
 CPU_OLD = "some avg10=43.36 avg60=10.90 avg300=3.22 total=14185474\n"        # < 5.13
 CPU_NEW = CPU_OLD + "full avg10=0.00 avg60=0.00 avg300=0.00 total=0\n"       # >= 5.13
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def values(samples: Sequence[Sample]) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -80,9 +73,9 @@ def fake_proc(tmp: Path, files: dict[str, str]) -> Path:
 @pytest.mark.parametrize("cpu", [CPU_OLD, CPU_NEW], ids=["cpu-without-full", "cpu-full-zero"])
 def test_pressure_on_a_fake_tree(tmp_path: Path, cpu: str) -> None:
     proc = fake_proc(tmp_path, {"cpu": cpu, "memory": MEMORY, "io": MEMORY})
-    clock = Clock()
+    clock = FakeClock()
     stat = PressureStatistic(StatisticConfig(name="pressure"), 10, procfs=str(proc),
-                             monotonic=clock)
+                             clock=clock)
     first = stat.collect(1.0)
     averages = {f"pressure.{r}_{k}_{a}" for r in ("cpu", "memory", "io")
                 for k in ("some", "full") for a in ("avg10", "avg60", "avg300")}
@@ -93,7 +86,7 @@ def test_pressure_on_a_fake_tree(tmp_path: Path, cpu: str) -> None:
     # ten seconds later: memory stalled 2.5 s more (some), 1 s (full): 25 % and 10 %
     fake_proc(tmp_path, {"memory": MEMORY.replace("total=1000000", "total=3500000")
                          .replace("total=400000", "total=1400000")})
-    clock.now += 10
+    clock.advance(10)
     got = values(stat.collect(2.0))
     assert got[("pressure.memory_some_percent", ())] == pytest.approx(25.0)
     assert got[("pressure.memory_full_percent", ())] == pytest.approx(10.0)
@@ -105,7 +98,7 @@ def test_pressure_on_a_fake_tree(tmp_path: Path, cpu: str) -> None:
 def test_pressure_missing_file_is_logged_once(tmp_path: Path) -> None:
     proc = fake_proc(tmp_path, {"memory": MEMORY, "io": "garbage\n"})
     stat = PressureStatistic(StatisticConfig(name="pressure"), 10, procfs=str(proc),
-                             monotonic=Clock())
+                             clock=FakeClock())
     with capture_logs() as logs:
         first = stat.collect(1.0)
         second = stat.collect(2.0)
@@ -190,16 +183,16 @@ def cgroup_tree(tmp: Path, usage: dict[str, int], memory: dict[str, int]) -> Pat
     return root
 
 
-def services(tmp: Path, runner: Systemctl, clock: Clock, **kw: object) -> ServicesStatistic:
+def services(tmp: Path, runner: Systemctl, clock: FakeClock, **kw: object) -> ServicesStatistic:
     (tmp / "run-systemd").mkdir(exist_ok=True)
     cfg = StatisticConfig(name="services", **kw)  # type: ignore[arg-type]
     return ServicesStatistic(cfg, 30, runner=runner, systemd_dir=str(tmp / "run-systemd"),
-                             cgroup_root=str(tmp / "cgroup"), monotonic=clock)
+                             cgroup_root=str(tmp / "cgroup"), clock=clock)
 
 
 def test_services_on_recorded_output_and_a_fake_cgroup_tree(tmp_path: Path) -> None:
     runner = Systemctl((FIXTURES / "show-units.txt").read_text())
-    clock = Clock()
+    clock = FakeClock()
     cgroup_tree(tmp_path, {"worker.service": 1_000_000, "dbus.service": 50_000},
                 {"worker.service": 4_194_304})        # hybrid: dbus has no memory.current
     stat = services(tmp_path, runner, clock)
@@ -219,7 +212,7 @@ def test_services_on_recorded_output_and_a_fake_cgroup_tree(tmp_path: Path) -> N
                              "--", "*.service"]]
     # 10 s later worker used 2.5 s of cpu (25 %), dbus 0.1 s (1 %)
     cgroup_tree(tmp_path, {"worker.service": 3_500_000, "dbus.service": 150_000}, {})
-    clock.now += 10
+    clock.advance(10)
     second = values(stat.collect(15.0))
     assert second[("services.cpu_percent", (("unit", "worker.service"),))] == \
         pytest.approx(25.0)
@@ -228,7 +221,7 @@ def test_services_on_recorded_output_and_a_fake_cgroup_tree(tmp_path: Path) -> N
 
 def test_services_match_and_exclude(tmp_path: Path) -> None:
     runner = Systemctl((FIXTURES / "show-units.txt").read_text())
-    stat = services(tmp_path, runner, Clock(), match=("*.service", "getty@*"),
+    stat = services(tmp_path, runner, FakeClock(), match=("*.service", "getty@*"),
                     exclude=("systemd-*", "dbus.service"))
     units = {dict(labels)["unit"] for _, labels in values(stat.collect(1.0))}
     assert units == {"crashy.service", "worker.service", "nightly.service",
@@ -264,7 +257,7 @@ def test_systemctl_failures_are_probe_errors(tmp_path: Path) -> None:
     with pytest.raises(ProbeError, match="cannot run"):
         run_systemctl([str(tmp_path / "missing"), "show"], 5)
     assert run_systemctl([script("ok", "echo Id=a.service\n"), "show"], 5) == "Id=a.service\n"
-    junk = services(tmp_path, Systemctl("not a property line\n"), Clock())
+    junk = services(tmp_path, Systemctl("not a property line\n"), FakeClock())
     with pytest.raises(ProbeError, match="unexpected line"):
         junk.collect(1.0)
 

@@ -8,12 +8,13 @@ from collections.abc import Callable
 import pytest
 from structlog.testing import capture_logs
 
+from pharosd.backoff import Backoff
 from pharosd.clock import FakeClock
-from pharosd.slots import Backoff, HeartbeatChange, Slot, SlotState, TransitionError
+from pharosd.slots import HeartbeatChange, Slot, SlotState, TransitionError
 from pharosd.supervisor import Supervisor
 from pharosd.worker import WorkerContext
 
-BACKOFF = Backoff(initial=0.5, maximum=2.0)
+BACKOFF = Backoff(0.5, 2.0, jitter=0.0)
 
 
 def test_slot_walks_start_crash_backoff_restart():

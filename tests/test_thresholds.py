@@ -12,7 +12,6 @@ from pharosd.alerting.config import LevelLimits, ThresholdConfig, WindowConfig
 from pharosd.alerting.machine import Transition
 from pharosd.alerting.rules import Rule, compile_rules
 from pharosd.alerting.summary import (
-    format_duration,
     format_value,
     metric_info,
     summarize,
@@ -21,6 +20,7 @@ from pharosd.alerting.window import Window
 from pharosd.config.schema import Config
 from pharosd.model import Sample, labels_of
 from pharosd.types import Duration, FrozenDict
+from pharosd.units import format_duration
 
 DEFAULTS = Config()
 
@@ -396,11 +396,11 @@ def test_forced_resolution_reason() -> None:
 
 @pytest.mark.parametrize(("seconds", "text"), [
     (0, "0s"), (-3, "0s"), (math.nan, "0s"), (0.25, "250ms"), (0.0001, "1ms"), (1, "1s"),
-    (30, "30s"), (59.6, "1m"), (60, "1m"), (90, "1m30s"), (3600, "1h"), (3661, "1h1m1s"),
-    (86400 + 7200, "1d2h"),
+    (30, "30s"), (59.6, "1m"), (60, "1m"), (90, "1m30s"), (3600, "1h"), (3661, "1h1m"),
+    (86400 + 7200, "1d2h"), (86400 + 300, "1d"), (math.inf, "0s"),
 ])
-def test_format_duration(seconds: float, text: str) -> None:
-    assert format_duration(seconds) == text
+def test_coarse_format_duration(seconds: float, text: str) -> None:
+    assert format_duration(seconds, coarse=True) == text
 
 
 @pytest.mark.parametrize(("value", "unit", "limit", "text"), [

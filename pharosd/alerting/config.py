@@ -1,19 +1,23 @@
-"""Config shapes of the thresholds: limits, levels, windows, soak and cool.
+"""Config shapes of alerting: thresholds (limits, levels, windows, absent, soak and cool)
+and maintenance windows.
 
-``ThresholdConfig`` is one entry of the ``thresholds:`` list; docs/alerting.md
-documents every key. ``None`` in ``level``/``soak``/``cool`` means "inherit
-the top-level default": ``AlertDefaults`` is what the alerting code needs of
-the top-level config to resolve them (the assembled ``Config`` satisfies it).
+``ThresholdConfig`` is one entry of the ``thresholds:`` list and ``MaintenanceConfig``
+one of ``maintenance:``; docs/alerting.md documents every key. ``None`` in
+``level``/``soak``/``cool`` means "inherit the top-level default": ``AlertDefaults`` is
+what the alerting code needs of the top-level config to resolve them (the assembled
+``Config`` satisfies it).
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
 from pharosd.model import Level
 from pharosd.types import Duration, FrozenDict
+from pharosd.units import format_duration
 
 
 @dataclass(frozen=True)
@@ -32,15 +36,26 @@ class LevelLimits:
 
 @dataclass(frozen=True)
 class WindowConfig:
-    """Evaluate an aggregate over a sliding window instead of each sample."""
+    """Evaluate an aggregate over a sliding window instead of each sample; ``predict``
+    judges the least-squares trend over the window extrapolated ``ahead`` of now."""
 
     over: Duration
-    mode: Literal["avg", "min", "max"] = "avg"
+    mode: Literal["avg", "min", "max", "predict"] = "avg"
+    ahead: Duration | None = None     # predict: how far ahead of now the trend is read
 
     def check(self) -> list[tuple[str, str]]:
+        issues: list[tuple[str, str]] = []
         if self.over <= 0:
-            return [("over", f"expected a duration above 0, got {self.over:g}s")]
-        return []
+            issues.append(("over", f"expected a duration above 0, got {self.over:g}s"))
+        if self.ahead is not None and self.mode != "predict":
+            issues.append(("ahead", f"expected 'ahead' only with mode: predict, "
+                                    f"got mode {self.mode}"))
+        if self.mode == "predict" and self.ahead is None:
+            issues.append(("mode", "expected 'ahead' with mode: predict "
+                                   "(how far ahead of now to read the trend)"))
+        if self.ahead is not None and self.ahead < 0:
+            issues.append(("ahead", f"expected a duration of 0 or more, got {self.ahead:g}s"))
+        return issues
 
 
 @dataclass(frozen=True)
@@ -51,6 +66,7 @@ class ThresholdConfig:
     metric: str
     above: float | LevelLimits | None = None
     below: float | LevelLimits | None = None
+    absent: Duration | None = None  # fires when the metric has not arrived for this long
     match: FrozenDict[str] = field(default_factory=FrozenDict)
     window: WindowConfig | None = None
     level: Level | None = None
@@ -59,11 +75,57 @@ class ThresholdConfig:
     summary: str | None = None      # overrides the generated summary text
 
     def check(self) -> list[tuple[str, str]]:
+        if self.absent is not None:
+            if self.above is not None or self.below is not None:
+                key = "above" if self.above is not None else "below"
+                return [("absent", f"expected either 'absent' or '{key}', not both")]
+            if self.absent <= 0:
+                return [("absent", f"expected a duration above 0, got {self.absent:g}s")]
+            if self.window is not None:
+                return [("window", "expected no window with 'absent'")]
+            return []
         if (self.above is None) == (self.below is None):
-            return [("", "expected exactly one of 'above' or 'below'")]
+            return [("", "expected exactly one of 'above', 'below' or 'absent'")]
         if isinstance(self.above or self.below, LevelLimits) and self.level is not None:
             return [("level", "expected no 'level' when the limit names its levels")]
         return []
+
+
+Day = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+MAX_DURATION = 7 * 86400.0          # the longest maintenance window, seconds
+_START = re.compile(r"([01]?\d|2[0-3]):([0-5]\d)")
+
+
+def parse_start(text: str) -> int:
+    """``"HH:MM"`` (24-hour clock) -> minutes after midnight; ``ValueError`` otherwise."""
+    m = _START.fullmatch(text.strip())
+    if m is None:
+        raise ValueError(f"expected a time of day as HH:MM (00:00 to 23:59), got {text!r}")
+    return int(m[1]) * 60 + int(m[2])
+
+
+@dataclass(frozen=True)
+class MaintenanceConfig:
+    """A recurring window, in the host's local time, during which matching alerts
+    are held back as if silenced (``pharosd.alerting.maintenance``)."""
+
+    name: str
+    start: str                        # HH:MM, local time of the host
+    duration: Duration
+    days: tuple[Day, ...] = ()        # the days it opens on; none: every day
+    rules: tuple[str, ...] = ()       # rule globs (any); none: every rule
+    labels: FrozenDict[str] = field(default_factory=FrozenDict)   # label globs (all)
+
+    def check(self) -> list[tuple[str, str]]:
+        issues: list[tuple[str, str]] = []
+        try:
+            parse_start(self.start)
+        except ValueError as e:
+            issues.append(("start", str(e)))
+        if not 0 < self.duration <= MAX_DURATION:
+            issues.append(("duration", "expected a duration above 0s and at most 7d, "
+                                       f"got {format_duration(self.duration)}"))
+        return issues
 
 
 class Polled(Protocol):

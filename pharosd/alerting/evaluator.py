@@ -41,9 +41,18 @@ from pharosd.alerting.machine import (
 )
 from pharosd.alerting.rules import Rule, compile_rules
 from pharosd.alerting.snapshot import state_from_dict, state_to_dict
-from pharosd.alerting.summary import format_duration, summarize
+from pharosd.alerting.summary import summarize
 from pharosd.alerting.window import Window
-from pharosd.model import AlertEvent, Labels, Op, Sample, fingerprint, labels_of
+from pharosd.model import (
+    NO_LABELS,
+    AlertEvent,
+    Labels,
+    Op,
+    Sample,
+    fingerprint,
+    labels_of,
+)
+from pharosd.units import format_duration
 
 STATE_VERSION = 1
 MIN_STALE = 600.0           # seconds; see the module docstring
@@ -61,7 +70,8 @@ class _Instance:
         self.labels = labels
         self.fingerprint = fingerprint(rule.name, labels)
         self.state = OK_STATE
-        self.window = (Window(rule.window_over, rule.window_mode or "avg")
+        self.window = (Window(rule.window_over, rule.window_mode or "avg",
+                              ahead=rule.window_ahead or 0.0)
                        if rule.window_over is not None else None)
         self.last_seen = now
         self.gap = 0.0
@@ -71,10 +81,12 @@ class _Instance:
 class _Slot:
     """A compiled rule with its instances."""
 
-    __slots__ = ("active", "instances", "machine", "match_cache", "rule")
+    __slots__ = ("active", "instances", "machine", "match_cache", "rule", "seen_any", "since")
 
     def __init__(self, rule: Rule) -> None:
         self.rule = rule
+        self.since: float | None = None     # absent rules: when watching began
+        self.seen_any = False               # absent rules: a sample arrived since then
         self.machine = AlertMachine(rule.soak, rule.cool)
         self.instances: dict[Labels, _Instance] = {}
         self.active: set[Labels] = set()            # instances not in OK
@@ -131,9 +143,13 @@ class Evaluator:
                         slot.rule, sample.labels, now_mono)
                 else:
                     inst.gap = now_mono - inst.last_seen
-                    inst.last_seen = now_mono
+                    if slot.rule.absent is None:
+                        inst.last_seen = now_mono
                 inst.note = sample.note
                 obs: Observation | None
+                if slot.rule.absent is not None:
+                    self._data_back(slot, inst, now_mono, now_wall, events)
+                    continue
                 if inst.window is not None:
                     inst.window.add(now_mono, sample.value)
                     agg = inst.window.value(now_mono)
@@ -148,6 +164,9 @@ class Evaluator:
         self._now = (now_mono, now_wall)
         events: list[AlertEvent] = []
         for slot in self._slots.values():
+            if slot.rule.absent is not None:
+                self._absent_tick(slot, now_mono, now_wall, events)
+                continue
             for labels in list(slot.active):
                 inst = slot.instances[labels]
                 if now_mono - inst.last_seen > self._stale_after(slot.rule, inst):
@@ -200,9 +219,20 @@ class Evaluator:
                     "value": s.value,
                     "limit": s.limit,
                     "fingerprint": inst.fingerprint,
+                    "summary": self._open_summary(slot.rule, inst),
                 })
         out.sort(key=lambda a: (a["rule"], sorted(a["labels"].items())))
         return out
+
+    @staticmethod
+    def _open_summary(rule: Rule, inst: _Instance) -> str | None:
+        """What the alert says now (its age is shown beside it, so no "for 5m")."""
+        s = inst.state
+        if s.level is None:
+            return None
+        t = Transition("firing", s.level, None, s.value, s.limit,
+                       s.started_at if s.started_at is not None else 0.0, 0.0)
+        return summarize(rule, t, inst.labels, inst.note)
 
     def counters(self) -> dict[str, int]:
         """Instances held and what was refused, forgotten or resolved as stale."""
@@ -261,9 +291,12 @@ class Evaluator:
                         events.append(self._orphan_resolved(entry, labels, state,
                                                             now_mono, now_wall))
                     continue
-                if labels in slot.instances or not slot.rule.matches_labels(labels):
+                whole = slot.rule.absent is not None and labels == NO_LABELS
+                if labels in slot.instances or not (whole or slot.rule.matches_labels(labels)):
                     continue
                 inst = slot.instances[labels] = _Instance(slot.rule, labels, now_mono)
+                if slot.rule.absent is not None:
+                    inst.last_seen = now_mono - slot.rule.absent   # missing until it reports
                 inst.state = state
                 if state.phase is not Phase.OK:
                     slot.active.add(labels)
@@ -315,6 +348,41 @@ class Evaluator:
             fingerprint=inst.fingerprint, previous_level=t.previous_level,
         )
 
+    def _data_back(self, slot: _Slot, inst: _Instance, now: float, wall: float,
+                   events: list[AlertEvent]) -> None:
+        """Absent rule: a sample arrived for ``inst`` (and so for the rule as a whole)."""
+        absent = slot.rule.absent
+        assert absent is not None
+        slot.seen_any = True
+        whole = slot.instances.get(NO_LABELS)
+        targets = [inst] if whole is None or whole is inst else [inst, whole]
+        for target in targets:
+            missing = max(0.0, now - target.last_seen)
+            target.last_seen = now
+            self._step(slot, target, Observation(None, missing, absent), now, wall, events)
+        if whole is not None and whole is not inst and NO_LABELS not in slot.active:
+            del slot.instances[NO_LABELS]   # the rule-as-a-whole alert is over for good
+
+    def _absent_tick(self, slot: _Slot, now: float, wall: float,
+                     events: list[AlertEvent]) -> None:
+        """Absent rule: judge the age of every instance's last sample."""
+        rule = slot.rule
+        absent = rule.absent
+        assert absent is not None
+        if slot.since is None:
+            slot.since = now
+        if not slot.seen_any and not slot.instances and now - slot.since >= absent:
+            # Nothing matching since start or reload: the rule as a whole has no data.
+            whole = slot.instances[NO_LABELS] = _Instance(rule, NO_LABELS, slot.since)
+            whole.last_seen = slot.since
+        level = rule.limits[0][0]
+        for inst in list(slot.instances.values()):
+            age = now - inst.last_seen
+            if age >= absent:
+                self._step(slot, inst, Observation(level, age, absent), now, wall, events)
+            elif inst.labels in slot.active:
+                self._step(slot, inst, None, now, wall, events)
+
     def _forced_resolve(self, slot: _Slot, inst: _Instance, now: float, wall: float,
                         reason: str) -> AlertEvent:
         s = inst.state
@@ -336,7 +404,7 @@ class Evaluator:
     def _forget(self, slot: _Slot, inst: _Instance, now: float, wall: float,
                 events: list[AlertEvent]) -> None:
         if inst.state.open:
-            reason = f"no data for {format_duration(now - inst.last_seen)}"
+            reason = f"no data for {format_duration(now - inst.last_seen, coarse=True)}"
             events.append(self._forced_resolve(slot, inst, now, wall, reason))
             self._counters["stale_resolved"] += 1
         del slot.instances[inst.labels]
@@ -346,6 +414,8 @@ class Evaluator:
     def _collect(self, now: float) -> None:
         """Forget OK instances that stopped reporting (open ones go through tick)."""
         for slot in self._slots.values():
+            if slot.rule.absent is not None:
+                continue            # a vanished instance is what an absent rule watches
             stale = [inst for labels, inst in slot.instances.items()
                      if labels not in slot.active
                      and now - inst.last_seen > self._stale_after(slot.rule, inst)]

@@ -13,6 +13,12 @@ Levels: ``above`` breaches when ``value > limit``, ``below`` when
 one whose limit is crossed (for ``above``: the highest level exceeded; for
 ``below``: the level of the lowest limit crossed). NaN never breaches.
 Windowed rules skip the soak (it is forced to 0) and keep the cool.
+
+``absent: DURATION`` rules watch for missing data instead: their one limit is the
+duration (``op`` above: the value judged is the age of the last sample), their soak is
+0 (the duration already waits) and their cool is the threshold's own ``cool``, else 0
+(they resolve when data returns). ``window.mode: predict`` rules judge the trend
+extrapolated ``window_ahead`` seconds (see ``pharosd.alerting.trend``).
 """
 
 from __future__ import annotations
@@ -56,19 +62,27 @@ class Rule:
     rule_id: str
     _matchers: tuple[tuple[str, _Matcher], ...] = field(compare=False, repr=False)
     _nearest: float = field(compare=False, repr=False)
+    absent: float | None = None           # seconds without data that breach
+    window_ahead: float | None = None     # predict: seconds ahead of now
 
     @classmethod
     def compile(cls, config: ThresholdConfig, defaults: AlertDefaults) -> Rule:
         """Resolve the defaults of ``defaults`` into ``config`` and compile it."""
-        op: Op = "above" if config.above is not None else "below"
+        op: Op = "above" if config.above is not None or config.absent else "below"
         raw = config.above if config.above is not None else config.below
-        limits = _limits(config.name, raw, config.level or defaults.level)
+        absent = None if config.absent is None else float(config.absent)
+        level = config.level or defaults.level
+        limits = (((level, absent),) if absent is not None
+                  else _limits(config.name, raw, level))
         window = config.window
-        soak = 0.0 if window is not None else float(
+        soak = 0.0 if window is not None or absent is not None else float(
             config.soak if config.soak is not None else defaults.soak)
-        cool = float(config.cool if config.cool is not None else defaults.cool)
+        cool = float(config.cool if config.cool is not None
+                     else 0.0 if absent is not None else defaults.cool)
+        ahead = (None if window is None or window.mode != "predict"
+                 else float(window.ahead or 0.0))
         match = tuple(sorted((str(k), str(v)) for k, v in config.match.items()))
-        canon = {
+        canon: dict[str, object] = {
             "name": config.name,
             "metric": config.metric,
             "op": op,
@@ -78,6 +92,12 @@ class Rule:
             "soak": soak,
             "cool": cool,
         }
+        # Keys added later appear only when used, so existing rules keep their rule_id.
+        if absent is not None:
+            canon["absent"] = absent
+        if ahead is not None:
+            assert window is not None
+            canon["window"] = [float(window.over), "predict", ahead]
         blob = json.dumps(canon, sort_keys=True, separators=(",", ":"))
         return cls(
             name=config.name,
@@ -91,6 +111,8 @@ class Rule:
             cool=cool,
             summary=config.summary,
             rule_id=hashlib.sha256(blob.encode()).hexdigest(),
+            absent=absent,
+            window_ahead=ahead,
             _matchers=tuple((k, _glob(v)) for k, v in match),
             _nearest=(min if op == "above" else max)(lim for _, lim in limits),
         )

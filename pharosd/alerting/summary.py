@@ -24,6 +24,7 @@ from typing import Literal
 from pharosd.alerting.machine import Transition
 from pharosd.alerting.rules import Rule
 from pharosd.model import Labels
+from pharosd.units import format_duration
 
 Unit = Literal["percent", "bytes", "bytes_per_second", "per_second", "seconds",
                "count", "number", "celsius", "status"]
@@ -123,22 +124,34 @@ def metric_info(metric: str, labels: Labels = ()) -> MetricInfo:
     return MetricInfo(metric, "number")
 
 
+_UNIT_WORDS: Mapping[str, str] = {
+    "percent": ", in percent", "bytes": ", in bytes", "bytes_per_second": ", in bytes per second",
+    "per_second": ", per second", "seconds": ", in seconds", "count": "", "number": "",
+    "celsius": ", in degrees Celsius", "status": "",
+}
+
+
+def metric_help(metric: str) -> str | None:
+    """A one-line description of ``metric`` for ``# HELP``, or None when unknown.
+
+    ``disk.used_percent`` -> ``disk used, in percent (disk.used_percent, per mount)``.
+    """
+    info = CATALOGUE.get(metric)
+    if info is not None:
+        labels = _FIELD.findall(info.description)
+        text = " ".join(_FIELD.sub("", info.description).split())
+        per = f", per {', '.join(labels)}" if labels else ""
+        return f"{text}{_UNIT_WORDS[info.unit]} ({metric}{per})"
+    m = _PROBE_STATUS.match(metric)
+    if m is not None:
+        if m.group("what") == "status":
+            return (f"probe {m.group('name')} plugin status: 0 OK, 1 WARNING, 2 CRITICAL, "
+                    f"3 UNKNOWN")
+        return f"probe {m.group('name')} alert state: 0 ok, 1 warning, 2 critical"
+    return None
+
+
 # -- numbers ------------------------------------------------------------------
-
-
-def format_duration(seconds: float) -> str:
-    """``30s``, ``1m``, ``1m30s``, ``1h``, ``2d3h``; under a second ``250ms``."""
-    if not math.isfinite(seconds) or seconds <= 0:
-        return "0s"
-    if seconds < 1:
-        return f"{max(1, round(seconds * 1000))}ms"
-    rest = round(seconds)
-    parts = []
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
-        n, rest = divmod(rest, size)
-        if n:
-            parts.append(f"{n}{unit}")
-    return "".join(parts)
 
 
 def _compact(x: float) -> str:
@@ -173,7 +186,7 @@ def format_value(value: float | None, unit: Unit, *, limit: bool = False) -> str
     if value is None:
         return "?"
     if unit == "seconds":
-        return format_duration(value)
+        return format_duration(value, coarse=True)
     if unit == "bytes":
         return _bytes(value, limit)
     if unit == "bytes_per_second":
@@ -218,7 +231,7 @@ def summarize(rule: Rule, event: Transition, labels: Labels, note: str | None = 
 def render_template(template: str, rule: Rule, event: Transition, labels: Labels,
                     note: str | None = None, reason: str | None = None) -> str | None:
     """``template`` formatted, or None if it cannot be (it never raises)."""
-    unit = metric_info(rule.metric, labels).unit
+    unit: Unit = "seconds" if rule.absent is not None else metric_info(rule.metric, labels).unit
     fields: dict[str, str] = dict(labels)
     fields.update(
         rule=rule.name,
@@ -231,7 +244,7 @@ def render_template(template: str, rule: Rule, event: Transition, labels: Labels
         note=note or "",
         labels=", ".join(f"{k}={v}" for k, v in labels),
         status=event.status,
-        duration=format_duration(event.duration),
+        duration=format_duration(event.duration, coarse=True),
         reason=reason or "",
     )
     try:
@@ -243,11 +256,16 @@ def render_template(template: str, rule: Rule, event: Transition, labels: Labels
 def generated_summary(rule: Rule, event: Transition, labels: Labels,
                       note: str | None = None, reason: str | None = None) -> str:
     info = metric_info(rule.metric, labels)
+    if rule.absent is not None:
+        return _absent_summary(info.description, event, note, reason)
     value = format_value(event.value, info.unit)
     limit = format_value(event.limit, info.unit, limit=True)
-    window = (f"{rule.window_mode} over {format_duration(rule.window_over)}"
+    window = (f"{rule.window_mode} over {format_duration(rule.window_over, coarse=True)}"
               if rule.window_over is not None else None)
-    duration = format_duration(event.duration)
+    if rule.window_mode == "predict" and rule.window_over is not None:
+        window = (f"in {format_duration(rule.window_ahead or 0.0, coarse=True)} at the trend "
+                  f"over {format_duration(rule.window_over, coarse=True)}")
+    duration = format_duration(event.duration, coarse=True)
     if event.status == "resolved":
         head = f"{info.description} {value}" + (f" ({window})" if window else "")
         if reason:
@@ -268,6 +286,22 @@ def generated_summary(rule: Rule, event: Transition, labels: Labels,
             text += f" for {duration}"
     if note:
         text += f": {note}"
+    return text
+
+
+def _absent_summary(what: str, event: Transition, note: str | None,
+                    reason: str | None) -> str:
+    """``no data from disk / used for 5m`` / ``disk / used reports again after 7m``."""
+    missing = format_duration(event.value or 0.0, coarse=True)
+    if event.status == "firing":
+        text = f"no data from {what} for {missing}"
+    elif reason:
+        after = format_duration(event.duration, coarse=True)
+        text = f"no data from {what}: {reason}, resolved after {after}"
+    else:
+        text = f"{what} reports again, after {missing} without data"
+    if note and event.status == "firing":
+        text += f" (last: {note})"
     return text
 
 

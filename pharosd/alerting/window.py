@@ -15,8 +15,11 @@ observed):
   oldest are dropped early (counted in ``dropped``) and the aggregate is over
   the newest ``max_samples``.
 
+* ``predict``: the least-squares line through the window's samples (at least 3),
+  read ``ahead`` seconds after ``now`` (``pharosd.alerting.trend``).
+
 Cost: ``add`` and ``value`` are amortised O(1) (a running sum for avg, a
-monotonic deque for min/max).
+monotonic deque for min/max); ``predict`` is O(samples held) per ``value``.
 """
 
 from __future__ import annotations
@@ -25,7 +28,9 @@ import math
 from collections import deque
 from typing import Literal
 
-Mode = Literal["avg", "min", "max"]
+from pharosd.alerting.trend import predict
+
+Mode = Literal["avg", "min", "max", "predict"]
 
 DEFAULT_MAX_SAMPLES = 4096
 
@@ -33,17 +38,18 @@ DEFAULT_MAX_SAMPLES = 4096
 class Window:
     """Samples of the last ``over`` seconds of one series, aggregated by ``mode``."""
 
-    __slots__ = ("_extreme", "_head", "_infs", "_pops", "_samples", "_sum", "dropped",
-                 "first", "ignored", "max_samples", "mode", "over")
+    __slots__ = ("_extreme", "_head", "_infs", "_pops", "_samples", "_sum", "ahead",
+                 "dropped", "first", "ignored", "max_samples", "mode", "over")
 
     def __init__(self, over: float, mode: Mode = "avg",
-                 max_samples: int = DEFAULT_MAX_SAMPLES) -> None:
+                 max_samples: int = DEFAULT_MAX_SAMPLES, ahead: float = 0.0) -> None:
         if over <= 0:
             raise ValueError(f"window over must be above 0, got {over!r}")
         if max_samples < 1:
             raise ValueError(f"max_samples must be at least 1, got {max_samples!r}")
         self.over = float(over)
         self.mode: Mode = mode
+        self.ahead = float(ahead)
         self.max_samples = max_samples
         self.first: float | None = None
         self.dropped = 0
@@ -75,7 +81,7 @@ class Window:
             self._infs[value < 0] += 1
         else:
             self._sum += value
-        if self.mode != "avg":
+        if self.mode in ("min", "max"):
             ext = self._extreme
             if self.mode == "max":
                 while ext and ext[-1][1] <= value:
@@ -90,6 +96,8 @@ class Window:
         self._expire(now)
         if not self._samples or self.first is None or now - self.first < self.over:
             return None
+        if self.mode == "predict":
+            return predict(self._samples, now + self.ahead)
         if self.mode != "avg":
             return self._extreme[0][1]
         pos, neg = self._infs

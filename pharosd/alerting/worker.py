@@ -13,12 +13,25 @@ after every batch of events, every ``SAVE_EVERY`` seconds, and on stop) and
 restored when the worker first runs, so a restart neither re-fires an alert
 that is already firing nor forgets one: soak and cool go on from where they
 were, not counting the time the daemon was down.
+
+Events and state are ordered so that a crash at any point loses no event and,
+where it can be avoided, repeats none: a batch of events is first saved *with*
+the state that produced it (the file's ``events``, a journal), then published
+(the notifier writes it to the sinks' outboxes), then the state is saved again
+without it. A restart publishes a journal it finds again, first; the notifier
+drops an event whose ``id`` it already routed, so a crash after the outboxes
+took the batch delivers nothing twice. The only repeat left is a crash between a
+sink's outbox commit and the notifier's own state file: the same event, same
+``id``, is queued again (see docs/alerting.md, *Restarts*).
+
+After the restore and after every reload, ``reconcile`` (the notifier's) gets the
+fingerprints of the alerts open here, so the notifier closes what it still tracks
+and this evaluator no longer has (a lost state file, a threshold removed while down).
 """
 
 from __future__ import annotations
 
 import json
-import os
 import queue
 import threading
 from collections.abc import Callable, Sequence
@@ -28,6 +41,7 @@ import structlog
 
 from pharosd.alerting.config import AlertDefaults, ThresholdConfig
 from pharosd.alerting.evaluator import Evaluator
+from pharosd.alerting.statefile import write_json
 from pharosd.bus import Bus
 from pharosd.clock import Clock, SystemClock
 from pharosd.model import AlertEvent, Sample
@@ -37,6 +51,7 @@ log = structlog.get_logger(__name__)
 
 TICK = 1.0
 SAVE_EVERY = 10.0
+JOURNAL = "events"          # key of the state file: events saved, not yet published
 
 
 class EvaluatorWorker:
@@ -44,8 +59,11 @@ class EvaluatorWorker:
     heartbeat_timeout = 15.0
 
     def __init__(self, evaluator: Evaluator, bus: Bus, clock: Clock | None = None,
-                 queue_size: int = 1024, state_path: str | None = None) -> None:
+                 queue_size: int = 1024, state_path: str | None = None,
+                 reconcile: Callable[[frozenset[str]], None] | None = None) -> None:
         self._evaluator = evaluator
+        self._reconcile = reconcile
+        self._synced = False
         self._state_path = state_path
         self._restored = False
         self._saved: dict[str, Any] | None = None
@@ -91,27 +109,45 @@ class EvaluatorWorker:
         except (OSError, ValueError) as exc:
             log.warning("alert_state_unreadable", path=self._state_path, error=str(exc))
             return []
+        if not isinstance(data, dict):
+            log.warning("alert_state_unreadable", path=self._state_path,
+                        error="not a JSON object")
+            return []
+        journal = _read_journal(data.get(JOURNAL))
         events = self._evaluator.import_state(data, self._clock.monotonic(), self._clock.wall())
         self._saved = data
         log.info("alert_state_restored", path=self._state_path,
-                 rules=len(data.get("rules", {})), resolved=len(events))
-        return events
+                 rules=len(data.get("rules") or {}), resolved=len(events),
+                 republished=len(journal))
+        return journal + events
 
-    def _save(self) -> None:
+    def _save(self, journal: Sequence[AlertEvent] = ()) -> None:
+        """Save the alert state, with ``journal``: the events it produced that are
+        not yet published (see the module docstring)."""
         if not self._state_path:
             return
         data = self._evaluator.export_state(self._clock.monotonic())
-        if data == self._saved and not data["rules"]:
+        if journal:
+            data[JOURNAL] = [e.to_dict() for e in journal]
+        elif data == self._saved and not data["rules"]:
             return
-        tmp = f"{self._state_path}.tmp"
         try:
-            with open(tmp, "w", encoding="utf-8") as f:
-                json.dump(data, f)
-            os.replace(tmp, self._state_path)
+            write_json(self._state_path, data)
         except OSError as exc:
             log.warning("alert_state_save_failed", path=self._state_path, error=str(exc))
             return
         self._saved = data
+
+    def _sync(self) -> None:
+        """Tell the notifier which alerts are open, once the events that opened and
+        closed them are published (after the restore and after a reload)."""
+        self._synced = True
+        if self._reconcile is None:
+            return
+        with self._lock:
+            open_now = frozenset(a["fingerprint"] for a in self._evaluator.open_alerts()
+                                 if a["status"] in ("firing", "resolving"))
+        self._reconcile(open_now)
 
     def _publish(self, events: list[AlertEvent]) -> None:
         for event in events:
@@ -124,7 +160,14 @@ class EvaluatorWorker:
         if not self._restored:
             with self._lock:
                 events = self._restore()
+                if events:
+                    self._save(events)
             self._publish(events)
+            if events:
+                with self._lock:
+                    self._save()
+        if not self._synced:
+            self._sync()
         next_tick = self._clock.monotonic() + TICK
         next_save = self._clock.monotonic() + SAVE_EVERY
         try:
@@ -143,6 +186,7 @@ class EvaluatorWorker:
                 item = None
             now, wall = self._clock.monotonic(), self._clock.wall()
             with self._lock:
+                reconfigured = callable(item)
                 if callable(item):
                     events = item()
                 elif item is not None:
@@ -152,10 +196,28 @@ class EvaluatorWorker:
                 if now >= next_tick:
                     events += self._evaluator.tick(now, wall)
                     next_tick = now + TICK
-            # Events reach the sinks' outboxes first, then the state is saved: a
-            # crash in between re-fires (at least once), never loses an alert.
+                if events:
+                    # state and its events together, before anyone hears of them
+                    self._save(events)
+            if events:
+                ctx.checkpoint("journaled")
             self._publish(events)
+            if events:
+                ctx.checkpoint("published")
+            if reconfigured:
+                self._sync()
             if events or now >= next_save:
                 with self._lock:
                     self._save()
                 next_save = now + SAVE_EVERY
+
+
+def _read_journal(raw: Any) -> list[AlertEvent]:
+    """The events a crash left saved but maybe unpublished; unreadable ones are logged."""
+    events: list[AlertEvent] = []
+    for item in raw if isinstance(raw, list) else ():
+        try:
+            events.append(AlertEvent.from_dict(item))
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            log.warning("alert_journal_entry_unreadable", error=str(exc))
+    return events

@@ -8,10 +8,17 @@ A source's first run is as soon as it is added.
 
 * Non-blocking sources (the statistics) run inline on the collector thread.
 * Blocking sources (``blocking = True``: probes with their own timeouts) run
-  on a small ``ThreadPoolExecutor`` (``max_blocking`` threads), at most one
-  run in flight per source; when a run is still in flight at the source's
-  next due time, that slot is skipped and counted (``skipped``). Their
-  results are delivered from the pool thread when they finish.
+  on a ``ThreadPoolExecutor`` of up to ``max_blocking`` threads (started as
+  needed), at most one run in flight per source; when a run is still in
+  flight at the source's next due time, that slot is skipped and counted
+  (``skipped``). Their results are delivered from the pool thread when they
+  finish. A run is never queued behind another source's: when every thread
+  is busy the slot is skipped too (counted ``skipped``, logged once as
+  ``source_skipped`` with ``reason="every pool thread busy"``). So a hung
+  probe holds one thread, its own, until its timeout ends the run, and the
+  other probes keep their schedule as long as fewer than ``max_blocking``
+  (64) probes hang at once. A source that found every thread busy is first
+  in line for the next free one.
 
 ``collect(now)`` gets the wall-clock time to stamp samples with. Each
 source's list of samples (when not empty) goes to every consumer, each
@@ -29,8 +36,10 @@ sends ``READY=1`` on it.
 by ``key`` (``source_key``): a source whose key is unchanged keeps its
 running instance, schedule, counters and state (a statistic's rate
 baselines); new keys are added and run at once; removed ones are dropped
-(a run of theirs still in flight is discarded). A source without a ``key``
-attribute only matches itself.
+(a run of theirs still in flight is discarded) and closed, like every source
+when ``run`` ends, if they have a ``close()``. A source without a ``key``
+attribute only matches itself. A source's ``counters()``, if it has one, are
+shown in ``status()`` beside the collector's own.
 
 ``run(ctx)`` beats the heartbeat at least once a second and returns
 promptly once ``ctx.stopping``; it shuts the pool down without waiting for
@@ -52,7 +61,7 @@ from typing import Any
 import structlog
 
 from pharosd.clock import Clock, SystemClock
-from pharosd.errors import ProbeError
+from pharosd.errors import ProbeError, describe_error
 from pharosd.model import Sample
 from pharosd.source import Source
 from pharosd.worker import WorkerContext
@@ -62,6 +71,7 @@ log = structlog.get_logger(__name__)
 Consumer = Callable[[list[Sample]], None]
 
 BEAT_EVERY = 1.0        # the longest the loop sleeps between heartbeats
+MAX_BLOCKING = 64       # pool threads for blocking sources (one run in flight per source)
 MIN_EVERY = 0.01        # a source's `every` is never taken as less than this
 
 
@@ -72,11 +82,6 @@ def source_key(source: Source) -> Hashable:
     if key is None:
         return ("object", id(source))
     return key
-
-
-def _describe(e: BaseException) -> str:
-    text = str(e)
-    return f"{type(e).__name__}: {text}" if text else type(e).__name__
 
 
 def _collect(source: Source, now: float) -> list[Sample]:
@@ -120,6 +125,7 @@ class _Entry:
     ran_once: bool = False
     active: bool = True
     skipping: bool = False
+    starved: int = 0                  # slots skipped in a row with every pool thread busy
     in_flight: Future[list[Sample]] | None = None
 
     @property
@@ -134,7 +140,7 @@ class Collector:
     heartbeat_timeout = 30.0
 
     def __init__(self, sources: Sequence[Source], consumers: Sequence[Consumer],
-                 clock: Clock | None = None, max_blocking: int = 4) -> None:
+                 clock: Clock | None = None, max_blocking: int = MAX_BLOCKING) -> None:
         if max_blocking < 1:
             raise ValueError(f"max_blocking must be at least 1, got {max_blocking}")
         self._clock: Clock = clock if clock is not None else SystemClock()
@@ -144,6 +150,7 @@ class Collector:
         self._entries: list[_Entry] = [_Entry(s, source_key(s)) for s in sources]
         self._consumer_errors: dict[int, str] = {}
         self._consumer_failures = 0
+        self._running = 0          # blocking runs in flight, removed sources' included
         self.first_collection = threading.Event()
 
     # -- other threads -----------------------------------------------------
@@ -165,12 +172,12 @@ class Collector:
                 else:
                     kept += 1
                 entries.append(entry)
-            for e in self._entries:
-                if e not in entries:
-                    e.active = False
-            removed = sum(1 for e in self._entries if not e.active)
+            gone = [e for e in self._entries if e not in entries]
+            for e in gone:
+                e.active = False
             self._entries = entries
-        log.info("collector_reconfigured", kept=kept, added=added, removed=removed)
+        self._close([e.source for e in gone])
+        log.info("collector_reconfigured", kept=kept, added=added, removed=len(gone))
 
     def status(self) -> dict[str, dict[str, Any]]:
         """Per source (by name; a repeated name gets ``#2``...): last run (wall
@@ -195,6 +202,9 @@ class Collector:
                     "missed": e.missed,
                     "in_flight": e.in_flight is not None,
                 }
+                counters = getattr(e.source, "counters", None)
+                if callable(counters):
+                    out[name].update(counters())
         return out
 
     @property
@@ -214,6 +224,8 @@ class Collector:
                 now = self._clock.monotonic()
                 with self._lock:
                     entries = list(self._entries)
+                # Sources that found every pool thread busy get the next free one.
+                entries.sort(key=lambda x: -x.starved)
                 for e in entries:
                     if ctx.stopping:
                         break
@@ -235,6 +247,10 @@ class Collector:
         """Let sources with a ``close()`` (plugins in flight) clean up on stop."""
         with self._lock:
             sources = [e.source for e in self._entries]
+        self._close(sources)
+
+    @staticmethod
+    def _close(sources: Sequence[Source]) -> None:
         for source in sources:
             close = getattr(source, "close", None)
             if callable(close):
@@ -271,18 +287,23 @@ class Collector:
             self._finish(e, wall, samples, None)
 
     def _submit(self, e: _Entry, pool: ThreadPoolExecutor) -> None:
-        busy = first_skip = False
+        reason = ""
+        first_skip = False
         with self._lock:
             if e.in_flight is not None:
-                busy = True
+                reason = "previous run still in flight"
+            elif self._running >= self._max_blocking:
+                reason = "every pool thread busy"     # never queue behind a hung run
+            if reason:
                 e.skipped += 1
+                e.starved = e.starved + 1 if e.in_flight is None else 0
                 first_skip = not e.skipping
                 e.skipping = True
             skipped = e.skipped
-        if busy:
+        if reason:
             if first_skip:
-                log.warning("source_skipped", source=e.source.name,
-                            reason="previous run still in flight", skipped=skipped)
+                log.warning("source_skipped", source=e.source.name, reason=reason,
+                            skipped=skipped)
             return
         wall = self._clock.wall()
         with self._lock:
@@ -290,8 +311,10 @@ class Collector:
                 fut = pool.submit(_collect, e.source, wall)
             except RuntimeError:        # the pool is shutting down
                 return
+            self._running += 1
             e.in_flight = fut
             e.skipping = False
+            e.starved = 0
         fut.add_done_callback(lambda f: self._on_done(e, wall, f))
 
     def _on_done(self, e: _Entry, wall: float, fut: Future[list[Sample]]) -> None:
@@ -305,6 +328,7 @@ class Collector:
                 self._finish(e, wall, fut.result(), None)
         finally:
             with self._lock:
+                self._running -= 1
                 if e.in_flight is fut:
                     e.in_flight = None
 
@@ -319,7 +343,7 @@ class Collector:
             e.ran_once = True
             active = e.active
             if err is not None:
-                message = _describe(err)
+                message = describe_error(err)
                 e.failures += 1
                 e.failing = True
                 e.last_error = message
@@ -345,7 +369,7 @@ class Collector:
             try:
                 consumer(list(samples))
             except Exception as ex:
-                message = _describe(ex)
+                message = describe_error(ex)
                 with self._lock:
                     self._consumer_failures += 1
                     announce = self._consumer_errors.get(i) != message

@@ -13,6 +13,8 @@ yields ``INVALID``, and the walk goes on, so one run reports every problem.
 * An empty value (``spill:`` with every child commented out) of a list,
   mapping or section field that has a default means "use the default".
 * A dataclass's ``check()`` issues are placed at the field they name.
+* ``Data`` takes any node as plain data: scalars typed by YAML's own rules
+  (``"80"`` stays a string there), a substituted scalar is a string.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import difflib
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from yaml.constructor import ConstructorError, SafeConstructor
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from pharosd.config.document import (
@@ -45,9 +48,10 @@ from pharosd.config.hints import (
 )
 from pharosd.config.substitution import looks_secret, substitute
 from pharosd.errors import ConfigIssue
-from pharosd.types import FrozenDict
+from pharosd.types import Data, FrozenDict
 
 INVALID: Any = object()   # a value that failed to build; its issue is already recorded
+_TYPED_TAGS = frozenset(f"tag:yaml.org,2002:{t}" for t in ("null", "bool", "int", "float"))
 
 
 class Builder:
@@ -119,6 +123,8 @@ class Builder:
 
     def _build(self, node: Node, acc: Accepts, path: str,
                bounds: tuple[float | None, float | None]) -> Any:
+        if acc.data:
+            return self.data(node, path)
         if is_null(node):
             if acc.none:
                 return None
@@ -162,6 +168,25 @@ class Builder:
         else:
             self.issue(node, path, f"expected {either([m.expected for m in misses])}, got {got}")
         return INVALID
+
+    def data(self, node: Node, path: str) -> Any:
+        """Any node as plain data (``Data``): tuples, ``FrozenDict`` and YAML's scalars."""
+        if isinstance(node, SequenceNode):
+            items = [self.build(item, Data, f"{path}[{i}]") for i, item in enumerate(node.value)]
+            return INVALID if any_invalid(items) else tuple(items)
+        if isinstance(node, MappingNode):
+            out = {key: self.build(value, Data, join_path(path, key))
+                   for key, (_, value) in pairs(node).items()}
+            return INVALID if any_invalid(out.values()) else FrozenDict(out)
+        assert isinstance(node, ScalarNode)
+        text = self.text(node, path)
+        if text is INVALID or id(node) in self._substituted or node.tag not in _TYPED_TAGS:
+            return text
+        try:
+            return SafeConstructor().construct_object(node)
+        except (ConstructorError, ValueError) as e:
+            self.issue(node, path, f"expected a YAML value, got {self.show(node, text, path)}: {e}")
+            return INVALID
 
     def frozen_dict(self, node: MappingNode, value_type: Any, path: str,
                     bounds: tuple[float | None, float | None]) -> Any:
@@ -231,6 +256,9 @@ class Builder:
         check = getattr(obj, "check", None)
         if callable(check):
             for field_path, message in check():
+                if isinstance(node, ScalarNode) and field_path == getattr(
+                        cls, "__scalar_field__", None):
+                    field_path = ""     # `- cpuu`: the entry itself is the bad value
                 self.issue(locate(node, field_path), join_path(path, field_path), message)
         return obj
 

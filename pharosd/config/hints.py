@@ -3,8 +3,9 @@
 The vocabulary of the config dataclasses (see ``pharosd.config.schema``):
 ``str``, ``int``, ``float``, ``bool``, ``Duration``, ``Size``, string
 ``Literal[...]``, ``tuple[X, ...]`` (a YAML list), ``FrozenDict[X]`` (a YAML
-mapping), dataclasses, and unions of those told apart by the YAML node's shape
-or, for dataclasses with a ``kind: Literal[...]`` field, by ``kind``.
+mapping), ``Data`` (any YAML value, as plain data), dataclasses, and unions
+of those told apart by the YAML node's shape or, for dataclasses with a
+``kind: Literal[...]`` field, by ``kind``.
 ``accepts(annotation)`` says what one annotation takes, ``fields_of(cls)``
 describes a dataclass's fields, ``convert`` turns a text into a scalar (or
 raises ``Mismatch`` with what was expected). ``check_schema(cls)`` verifies a
@@ -23,7 +24,7 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 
-from pharosd.types import Duration, FrozenDict, Size
+from pharosd.types import Data, Duration, FrozenDict, Size
 from pharosd.units import UnitError, format_duration, format_size, parse_duration, parse_size
 
 INT_TEXT = re.compile(r"[-+]?[0-9][0-9_]*")
@@ -47,6 +48,7 @@ class Accepts:
     record: type | None = None               # one dataclass, built from a mapping
     kinds: Mapping[str, type] | None = None  # dataclasses picked by their `kind`
     bare: type | None = None                 # `record` built from a bare scalar (__scalar_field__)
+    data: bool = False                       # ``Data``: any node, as plain data
 
     def expected(self) -> str:
         wants = [scalar_expected(t) for t in self.scalars]
@@ -83,6 +85,10 @@ def accepts(annotation: Any) -> Accepts:
     none, scalars, sequence, dict_values, records = False, [], None, None, []
     for m in members:
         origin = get_origin(m)
+        if m is Data:
+            if members != (m,):
+                raise TypeError(f"config annotation {annotation!r}: Data takes no union")
+            return Accepts(data=True)
         if m is type(None):
             none = True
         elif m in _SCALAR_TYPES or origin is Literal:

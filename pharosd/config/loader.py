@@ -6,17 +6,17 @@ their line and column, ``hints`` says what each config annotation accepts,
 against the dataclasses' type hints (no per-class code, so any dataclass
 made of the vocabulary of ``pharosd.config.schema`` loads). A bad value
 records a ``ConfigIssue`` and the walk goes on, so one run reports every
-problem; ``ConfigError`` lists them in file order. ``<<`` merge keys work;
+problem; ``ConfigError`` lists them in file order. A top-level ``include``
+reads drop-ins (``pharosd.config.include``) into the same ``Config``. ``<<`` merge keys work;
 duplicate keys, non-string keys and tags outside YAML's own (``!vault``) are
 errors anywhere in the document.
 
 This module is the public face: ``parse_config``, ``parse_as``,
-``load_config``, ``resolve_config_path``, ``default_config_text``.
+``load_config``, ``resolve_config_path``, ``default_config_text``, ``issue_at``.
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
 import time
 from collections.abc import Mapping
@@ -28,7 +28,8 @@ import yaml
 from yaml.nodes import MappingNode
 
 from pharosd.config.builder import Builder
-from pharosd.config.document import compose, is_null
+from pharosd.config.document import compose, is_null, locate
+from pharosd.config.include import parse_tree
 from pharosd.config.schema import Config
 from pharosd.errors import ConfigError, ConfigIssue
 
@@ -43,14 +44,15 @@ class LoadedConfig:
     config: Config
     source: str
     loaded_at: float      # wall-clock time of the load
-    digest: str           # sha256 of the text, to tell whether a reload changed anything
+    digest: str           # sha256 of the text(s), to tell whether a reload changed anything
+    files: tuple[str, ...] = ()                # the main file and its drop-ins, as read
+    added: tuple[dict[str, int], ...] = ()     # per file: list key -> entries it added
 
 
 def parse_config(text: str, filename: str = "<string>",
                  environ: Mapping[str, str] | None = None) -> Config:
     """Parse pharos.yaml text into ``Config``; raise ``ConfigError`` listing every problem."""
-    config: Config = parse_as(Config, text, filename, environ)
-    return config
+    return parse_tree(text, filename, os.environ if environ is None else environ).config
 
 
 def parse_as(cls: type, text: str, filename: str = "<string>",
@@ -88,8 +90,8 @@ def load_config(path: str | None, environ: Mapping[str, str] | None = None) -> L
         except UnicodeDecodeError as e:
             message = f"expected UTF-8 text, got byte 0x{e.object[e.start]:02x} at offset {e.start}"
             raise ConfigError([ConfigIssue(path, 0, 0, "", message)]) from e
-    config = parse_config(text, source, environ)
-    return LoadedConfig(config, source, time.time(), hashlib.sha256(text.encode()).hexdigest())
+    tree = parse_tree(text, source, os.environ if environ is None else environ)
+    return LoadedConfig(tree.config, source, time.time(), tree.digest, tree.files, tree.added)
 
 
 def resolve_config_path(cli_path: str | None, environ: Mapping[str, str] | None = None,
@@ -104,3 +106,23 @@ def resolve_config_path(cli_path: str | None, environ: Mapping[str, str] | None 
     if os.path.exists(default_path):
         return default_path
     return None
+
+
+def issue_at(source: str, path: str, message: str) -> ConfigIssue:
+    """A ``ConfigIssue`` at the value of key ``path`` (``http.listen``) in the config
+    ``source`` (a path or ``EMBEDDED_SOURCE``), for errors found after parsing
+    (a port in use); the position is 0:0 when the file or key cannot be found."""
+    line = column = 0
+    try:
+        if source == EMBEDDED_SOURCE:
+            text = default_config_text()
+        else:
+            with open(source, encoding="utf-8") as f:
+                text = f.read()
+        root = compose(text, source)
+    except (OSError, UnicodeDecodeError, ConfigError):
+        root = None
+    if root is not None:
+        mark = locate(root, path).start_mark
+        line, column = mark.line + 1, mark.column + 1
+    return ConfigIssue(source, line, column, path, message)

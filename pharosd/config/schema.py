@@ -2,10 +2,10 @@
 
 Each family owns the shapes of its section (``pharosd.statistics.config``,
 ``pharosd.probes.config``, ``pharosd.alerting.config``, ``pharosd.sinks.config``,
-``pharosd.pipeline.config``); this module only assembles them into ``Config``
-with the top-level defaults, the supervisor's limits and the checks that span
-sections. ``pharosd.config.loader`` turns a YAML document into these classes
-generically, from the type hints:
+``pharosd.pipeline.config``, ``pharosd.http.config``); this module only
+assembles them into ``Config`` with the top-level defaults, the supervisor's
+limits and the checks that span sections. ``pharosd.config.loader`` turns a
+YAML document into these classes generically, from the type hints:
 
 * ``Duration`` / ``Size`` parse ``30s`` / ``512MiB``; ``Literal[...]`` is an
   enum; ``tuple[X, ...]`` a YAML list; ``FrozenDict[X]`` a YAML mapping;
@@ -19,6 +19,10 @@ generically, from the type hints:
 
 ``None`` in an ``every``/``soak``/``cool``/``level`` field means "inherit
 the top-level default"; ``Config`` has helpers that resolve it.
+
+A statistic written in Python (``python:``) is imported by ``Config.check``,
+after ``plugin_dirs`` joined the import path, so a plugin that fails to import
+is an error positioned at its ``python:`` key (``check-config`` included).
 """
 
 from __future__ import annotations
@@ -26,7 +30,9 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
-from pharosd.alerting.config import ThresholdConfig
+from pharosd.alerting.config import MaintenanceConfig, ThresholdConfig
+from pharosd.errors import PluginError
+from pharosd.http.config import HttpConfig
 from pharosd.model import Level
 from pharosd.pipeline.config import BufferConfig, SpillConfig, UplinkConfig
 from pharosd.probes.config import ProbeConfig, reserved_threshold_issues
@@ -61,15 +67,20 @@ class Config:
     probes: tuple[ProbeConfig, ...] = ()
     thresholds: tuple[ThresholdConfig, ...] = ()
     sinks: tuple[SinkConfig, ...] = field(default_factory=_default_sinks)
+    maintenance: tuple[MaintenanceConfig, ...] = ()
     buffer: BufferConfig = field(default_factory=BufferConfig)
     spill: SpillConfig = field(default_factory=SpillConfig)
     uplink: UplinkConfig = field(default_factory=UplinkConfig)
     supervisor: SupervisorConfig = field(default_factory=SupervisorConfig)
+    http: HttpConfig = field(default_factory=HttpConfig)
+    include: tuple[str, ...] = ()     # drop-in globs, read by pharosd.config.include
+    plugin_dirs: tuple[str, ...] = ()   # appended to the import path for `python:` statistics
 
     def check(self) -> list[tuple[str, str]]:
         issues: list[tuple[str, str]] = []
         for key, items in (("statistics", self.statistics), ("probes", self.probes),
-                           ("thresholds", self.thresholds), ("sinks", self.sinks)):
+                           ("thresholds", self.thresholds), ("sinks", self.sinks),
+                           ("maintenance", self.maintenance)):
             seen: set[str] = set()
             for i, item in enumerate(items):
                 name = item.name
@@ -81,6 +92,30 @@ class Config:
         issues += reserved_threshold_issues(self.thresholds)
         if self.interval <= 0:
             issues.append(("interval", f"expected a duration above 0, got {self.interval:g}s"))
+        issues += self._plugin_issues()
+        return issues
+
+    def _plugin_issues(self) -> list[tuple[str, str]]:
+        """Import every Python statistic's class (plugins are loaded only when named)."""
+        if not self.plugin_dirs and not any(s.python for s in self.statistics):
+            return []
+        from pharosd.statistics.plugins import add_plugin_dirs, dir_issue, find_class, missing_dirs
+
+        issues: list[tuple[str, str]] = []
+        for i, d in enumerate(self.plugin_dirs):
+            problem = dir_issue(d)
+            if problem is not None:
+                issues.append((f"plugin_dirs[{i}]", problem))
+        add_plugin_dirs([d for d in self.plugin_dirs if dir_issue(d) is None])
+        for i, s in enumerate(self.statistics):
+            if s.python is None or s.check():
+                continue   # no plugin, or its own entry already reported
+            try:
+                find_class(s.python)
+            except PluginError as e:
+                missing = missing_dirs(self.plugin_dirs)
+                note = f" (plugin_dirs not found: {', '.join(missing)})" if missing else ""
+                issues.append((f"statistics[{i}].python", f"{e}{note}"))
         return issues
 
     # -- resolved defaults -------------------------------------------------

@@ -7,6 +7,13 @@ and the daemon answers one JSON line ``{"ok": true, "state": {...}}`` (or
 ``{"ok": false, "error": "..."}``), then closes the connection. The server
 (``pharosd.control.server``) and the client (``pharosd.control.client``)
 both stand on this module.
+
+Besides ``status`` the daemon registers commands (``silence_add``,
+``silence_list``, ``silence_expire``): a handler gets the request object and the
+peer's credentials (``Peer``, from ``SO_PEERCRED``) and returns the answer's fields.
+A command that ``changes`` something is refused unless the peer is root or the
+daemon's own user (``may_change``); reading stays open to whoever may connect
+(the socket is mode 0660, group ``pharos``).
 """
 
 from __future__ import annotations
@@ -16,6 +23,7 @@ import json
 import os
 import stat
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from pharosd.errors import PharosError
@@ -78,15 +86,58 @@ def encode(obj: Mapping[str, Any]) -> bytes:
     return (json.dumps(obj, separators=(",", ":"), default=str) + "\n").encode()
 
 
-def answer(request: bytes, state: StateFn) -> dict[str, Any]:
-    """The response object for one raw request line."""
+@dataclass(frozen=True, slots=True)
+class Peer:
+    """Who is on the other end of a connection (``SO_PEERCRED``)."""
+
+    pid: int
+    uid: int
+    gid: int
+
+
+Handler = Callable[[Mapping[str, Any], "Peer | None"], Mapping[str, Any]]
+
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    """A request the daemon serves besides ``status``; ``changes``: needs ``may_change``."""
+
+    handler: Handler
+    changes: bool = False
+
+
+def may_change(peer: Peer | None, own_uid: int) -> bool:
+    """Root and the daemon's own user may change state; nobody unknown may."""
+    return peer is not None and peer.uid in (0, own_uid)
+
+
+def answer(request: bytes, state: StateFn, commands: Mapping[str, Command] | None = None,
+           peer: Peer | None = None, own_uid: int | None = None) -> dict[str, Any]:
+    """The response object for one raw request line.
+
+    A command's ``PharosError`` becomes ``{"ok": false, "error": str(exc)}``.
+    """
     try:
         req = json.loads(request.decode("utf-8"))
     except (UnicodeDecodeError, ValueError) as exc:
         return {"ok": False, "error": f"expected one JSON object per line: {exc}"}
+    except RecursionError:      # [[[[...]]]] thousands deep: the parser recurses
+        return {"ok": False, "error": "expected one JSON object per line: nested too deeply"}
     if not isinstance(req, dict):
         return {"ok": False, "error": f"expected a JSON object, got {type(req).__name__}"}
     cmd = req.get("cmd")
     if cmd == "status":
         return {"ok": True, "state": dict(state())}
-    return {"ok": False, "error": f"unknown cmd {cmd!r}: expected 'status'"}
+    command = (commands or {}).get(cmd) if isinstance(cmd, str) else None
+    if command is None:
+        known = ", ".join(repr(c) for c in ["status", *sorted(commands or {})])
+        return {"ok": False, "error": f"unknown cmd {cmd!r}: expected one of {known}"}
+    own = os.geteuid() if own_uid is None else own_uid
+    if command.changes and not may_change(peer, own):
+        who = "an unknown peer" if peer is None else f"uid {peer.uid}"
+        return {"ok": False, "error": f"permission denied: {cmd} needs root or the "
+                                      f"daemon's user (uid {own}); you are {who}"}
+    try:
+        return {"ok": True, **command.handler(req, peer)}
+    except PharosError as exc:
+        return {"ok": False, "error": str(exc)}

@@ -8,14 +8,15 @@ with an age.
 from __future__ import annotations
 
 import contextlib
-import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from pharosd.clock import SystemClock
 from pharosd.model import parse_rfc3339, rfc3339
+from pharosd.units import format_duration, format_size
 
 _KNOWN = ("version", "pid", "host", "started_at", "config", "reload", "workers", "alerts",
-          "sinks", "pipeline")
+          "silences", "maintenance", "sinks", "pipeline", "collector", "http")
 
 
 def render_status(state: Mapping[str, Any], now: float | None = None) -> str:
@@ -24,7 +25,7 @@ def render_status(state: Mapping[str, Any], now: float | None = None) -> str:
     Keys it does not know are not lost: a mapping becomes a section of
     ``key  value`` lines, anything else a ``key: value`` line.
     """
-    now = time.time() if now is None else now
+    now = SystemClock().wall() if now is None else now
     out: list[str] = []
 
     head = "pharosd"
@@ -74,19 +75,66 @@ def render_status(state: Mapping[str, Any], now: float | None = None) -> str:
         out += _table(alerts, [
             ("RULE", "rule", _cell), ("LABELS", "labels", _labels), ("LEVEL", "level", _cell),
             ("STATUS", "status", _cell),
-            ("SINCE", "since", lambda v: "-" if v is None else _when(v, now))])
+            ("SINCE", "since", lambda v: "-" if v is None else _when(v, now)),
+            ("SILENCED", "silenced_by", _held), ("SUMMARY", "summary", _cell)])
+
+    if "silences" in state:
+        silences = _rows(state.get("silences"))
+        out += ["", f"Silences ({len(silences)})", *_silence_table(silences, now)]
+
+    if "maintenance" in state:
+        windows = _rows(state.get("maintenance"))
+        out += ["", f"Maintenance windows in effect ({len(windows)})"]
+        out += _table(windows, [
+            ("NAME", "name", _cell), ("MATCHERS", "matchers", _cell),
+            ("SCHEDULE", "schedule", _cell),
+            ("CLOSES", "closes", lambda v: "-" if v is None else _until(v, now))])
 
     if "sinks" in state:
         sinks = _rows(state.get("sinks"))
         out += ["", f"Sinks ({len(sinks)})"]
         out += _table(sinks, [
             ("NAME", "name", _cell), ("BACKLOG", "backlog", _cell),
-            ("DELIVERED", "delivered", _cell), ("DROPPED", "dropped", _cell),
+            ("DELIVERED", "delivered", _cell), ("DROPPED", "dropped", _total),
+            ("LAST SUCCESS", "last_success", lambda v: _ago(v, now)),
             ("LAST ERROR", "last_error", _cell)])
+
+    collector = state.get("collector")
+    if isinstance(collector, Mapping) and collector and \
+            all(isinstance(v, Mapping) for v in collector.values()):
+        sources = [{"name": k, **v} for k, v in collector.items()]
+        out += ["", f"Sources ({len(sources)})"]
+        out += _table(sources, [
+            ("NAME", "name", _cell), ("EVERY", "every", _duration),
+            ("LAST RUN", "last_run", lambda v: _ago(v, now)), ("RUNS", "runs", _cell),
+            ("FAILURES", "failures", _cell), ("SKIPPED", "skipped", _cell),
+            ("MISSED", "missed", _cell), ("LAST ERROR", "last_error", _cell)])
+    elif isinstance(collector, Mapping) and collector:
+        out += ["", "Collector", *_pairs(collector)]
 
     pipeline = state.get("pipeline")
     if isinstance(pipeline, Mapping) and pipeline:
-        out += ["", "Pipeline", *_pairs(pipeline)]
+        receivers = _rows(pipeline.get("receivers"))
+        rest = {k: v for k, v in pipeline.items() if k != "receivers"}
+        out += ["", "Pipeline", *_pairs(rest)]
+        if receivers:
+            out += ["", f"Receivers ({len(receivers)})"]
+            out += _table(receivers, [
+                ("NAME", "name", _cell), ("UP", "up", _yes_no),
+                ("BUFFERED", "buffer_samples", _cell), ("SPILLED", "spill_samples", _cell),
+                ("SPILL", "spill_bytes", _bytes), ("SENT", "sent", _cell),
+                ("DROPPED", "dropped", _total),
+                ("SINCE SUCCESS", "seconds_since_success", _age),
+                ("LAST ERROR", "last_error", _cell)])
+
+    http = state.get("http")
+    if isinstance(http, Mapping) and http:
+        out += ["", "HTTP listener"]
+        out += _table([http], [
+            ("LISTEN", "listen", _cell), ("TLS", "tls", _on_off),
+            ("AUTH", "basic_auth", _on_off), ("OPEN", "open", _cell),
+            ("REQUESTS", "requests", _cell), ("REFUSED", "refused", _cell),
+            ("TIMEOUTS", "timeouts", _cell), ("TLS ERRORS", "tls_errors", _cell)])
 
     for key, value in state.items():
         if key in _KNOWN or value is None:
@@ -171,31 +219,95 @@ def _flat(value: Any) -> str:
     return _cell(value)
 
 
+def _on_off(value: Any) -> str:
+    return "-" if value is None else ("on" if value else "off")
+
+
+def _total(value: Any) -> str:
+    """A count, or the sum of a ``{reason: count}`` mapping."""
+    if isinstance(value, Mapping):
+        return _cell(sum(v for v in value.values() if _is_num(v)))
+    return _cell(value)
+
+
+def _duration(value: Any) -> str:
+    return format_duration(float(value)) if _is_num(value) else _cell(value)
+
+
+def _bytes(value: Any) -> str:
+    return format_size(int(value)) if _is_num(value) else _cell(value)
+
+
+def _timestamp(value: Any) -> float | None:
+    """Wall seconds from a number or an RFC 3339 string; None for anything else."""
+    if _is_num(value):
+        return float(value)
+    if isinstance(value, str):
+        with contextlib.suppress(ValueError):
+            return parse_rfc3339(value)
+    return None
+
+
+def _ago(value: Any, now: float) -> str:
+    """A timestamp as its age: ``3m12s ago`` (the full time is in ``--json``)."""
+    ts = _timestamp(value)
+    if ts is None:
+        return _cell(value)
+    return f"{_age(now - ts)} ago"
+
+
 def _age(seconds: Any) -> str:
-    """``0.4s``, ``42s``, ``3m12s``, ``2h05m``, ``3d04h``."""
+    """``400ms``, ``42s``, ``3m12s``, ``2h5m``, ``3d4h`` (``format_duration``, coarse)."""
     if not _is_num(seconds):
         return "-"
-    s = max(0.0, float(seconds))
-    if s < 10:
-        return f"{s:.1f}s"
-    n = int(s)
-    if n < 60:
-        return f"{n}s"
-    if n < 3600:
-        return f"{n // 60}m{n % 60:02d}s"
-    if n < 86400:
-        return f"{n // 3600}h{n % 3600 // 60:02d}m"
-    return f"{n // 86400}d{n % 86400 // 3600:02d}h"
+    return format_duration(float(seconds), coarse=True)
 
 
 def _when(value: Any, now: float) -> str:
     """A timestamp (wall seconds or RFC 3339) as ``RFC3339 (AGE ago)``."""
-    ts: float | None = None
-    if _is_num(value):
-        ts = float(value)
-    elif isinstance(value, str):
-        with contextlib.suppress(ValueError):
-            ts = parse_rfc3339(value)
+    ts = _timestamp(value)
     if ts is None:
         return _clean(value)
     return f"{rfc3339(ts)} ({_age(now - ts)} ago)"
+
+
+def _held(value: Any) -> str:
+    """``silence 3f2a9c0e1b7d: disk swap`` / ``maintenance patching``."""
+    if not isinstance(value, Mapping):
+        return "-" if not value else _clean(value)
+    kind, ident = _clean(value.get("kind", "?")), _clean(value.get("id", "?"))
+    if kind == "silence":
+        comment = _clean(value.get("comment") or "")
+        return f"silence {ident[:12]}" + (f": {comment}" if comment else "")
+    return f"{kind} {ident}"
+
+
+def _until(value: Any, now: float) -> str:
+    """A future timestamp as ``RFC3339 (in AGE)``; a past one as ``_when`` does."""
+    if _is_num(value) and float(value) > now:
+        return f"{rfc3339(float(value))} (in {_age(float(value) - now)})"
+    return _when(value, now)
+
+
+def _silence_table(silences: Sequence[Mapping[str, Any]], now: float) -> list[str]:
+    return _table(silences, [
+        ("ID", "id", _cell), ("STATE", "state", _cell), ("MATCHERS", "matchers", _cell),
+        ("ENDS", "ends_at", lambda v: "-" if v is None else _until(v, now)),
+        ("BY UID", "created_by", _cell), ("COMMENT", "comment", _cell)])
+
+
+def render_silences(silences: Any, now: float | None = None) -> str:
+    """``pharosd silence list``: one row per silence (active, pending, recently expired)."""
+    rows = _rows(silences)
+    return "\n".join(_silence_table(rows, SystemClock().wall() if now is None else now)) + "\n"
+
+
+def render_event(event: Mapping[str, Any]) -> str:
+    """One alert event as one readable line:
+    ``2026-12-03T14:11:54.885Z FIRING   warning  disk-full{mount=/}  disk / used 93% > 90%``."""
+    status = _clean(event.get("status", "?")).upper()
+    labels = event.get("labels")
+    shown = _labels(labels)
+    rule = _clean(event.get("rule", "?")) + (f"{{{shown}}}" if shown != "-" else "")
+    return (f"{_clean(event.get('at', '-'))} {status:<8} {_clean(event.get('level', '-')):<8} "
+            f"{rule}  {_clean(event.get('summary', ''))}")

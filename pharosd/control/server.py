@@ -5,7 +5,15 @@ every client with ``selectors``, so a client that connects and never
 writes, or never reads, only holds its own slot until its deadline.
 Requests are bounded (``max_request`` bytes), so are concurrent clients
 (``max_clients``; more are answered with an error and closed). The socket
-is mode 0660 and group ``pharos`` when that group exists.
+is mode 0660 and group ``pharos`` when that group exists. Each connection's
+peer credentials are read with ``SO_PEERCRED`` when it is accepted; commands
+that change state check them (``pharosd.control.protocol.may_change``).
+
+``{"cmd": "watch", "rule": GLOB}`` turns a connection into a watcher
+(``pharosd.control.watch``): it is answered ``{"ok": true, "watching":
+true}`` and then gets one line ``{"event": {...}}`` per alert event until it
+closes; it has no deadline. ``publish`` is the bus subscriber that feeds
+watchers; a socketpair wakes the selector when events are queued.
 
 The ``state`` callable is called on the control thread, so it must be
 thread-safe and quick; it returns a JSON-able dict with (all optional) keys
@@ -18,18 +26,30 @@ from __future__ import annotations
 
 import contextlib
 import grp
+import json
 import os
 import selectors
 import socket
 import stat
-import time
+import struct
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import structlog
 
-from pharosd.control.protocol import SOCKET_GROUP, ControlError, StateFn, answer, encode
+from pharosd.clock import Clock, SystemClock
+from pharosd.connections import Connection, Connections
+from pharosd.control.protocol import (
+    SOCKET_GROUP,
+    Command,
+    ControlError,
+    Peer,
+    StateFn,
+    answer,
+    encode,
+)
+from pharosd.control.watch import Watcher, WatchHub
 from pharosd.worker import WorkerContext
 
 log = structlog.get_logger(__name__)
@@ -41,14 +61,27 @@ CLIENT_TIMEOUT = 2.0           # seconds a connection may take, all told
 RETRY_BIND = 30.0              # seconds between attempts when the socket cannot be bound
 
 
-@dataclass
-class _Conn:
-    sock: socket.socket
-    deadline: float
-    inbox: bytearray = field(default_factory=bytearray)
-    outbox: bytes = b""
+@dataclass(eq=False)
+class _Conn(Connection):
     answered: bool = False
-    draining: bool = False   # answered and half-closed; reading the client's leftovers
+    peer: Peer | None = None
+    watcher: Watcher | None = None
+
+
+_Table = Connections[_Conn]
+
+
+_UCRED = struct.Struct("3i")
+
+
+def peer_of(sock: socket.socket) -> Peer | None:
+    """The credentials of the process at the other end of a unix socket, if known."""
+    try:
+        pid, uid, gid = _UCRED.unpack(
+            sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _UCRED.size))
+    except (OSError, struct.error):
+        return None
+    return Peer(pid, uid, gid)
 
 
 class ControlServer:
@@ -60,9 +93,13 @@ class ControlServer:
     def __init__(self, path: str, state: StateFn, *, group: str | None = SOCKET_GROUP,
                  mode: int = SOCKET_MODE, client_timeout: float = CLIENT_TIMEOUT,
                  max_request: int = MAX_REQUEST, max_clients: int = MAX_CLIENTS,
-                 tick: float = 0.5, retry_bind: float = RETRY_BIND) -> None:
+                 tick: float = 0.5, retry_bind: float = RETRY_BIND,
+                 commands: Mapping[str, Command] | None = None,
+                 clock: Clock | None = None) -> None:
         self.path = path
+        self._clock: Clock = clock or SystemClock()
         self._state = state
+        self._commands = dict(commands or {})
         self._group = group
         self._mode = mode
         self._client_timeout = client_timeout
@@ -76,6 +113,8 @@ class ControlServer:
         self.timeouts = 0        # connections closed at their deadline
         self.refused = 0         # connections refused because max_clients were busy
         self._bind_error: str | None = None
+        self.watchers = WatchHub()
+        self.publish = self.watchers.publish     # the bus subscriber
 
     # The listening socket lives only inside run(): a restarted worker binds anew.
     def run(self, ctx: WorkerContext) -> None:
@@ -88,24 +127,33 @@ class ControlServer:
             bound = self._bind()
             if bound is None:
                 # Keep beating while waiting: a missing socket is not a hung worker.
-                retry_at = time.monotonic() + self._retry_bind
-                while not ctx.wait(min(self._tick, retry_at - time.monotonic())):
+                retry_at = self._clock.monotonic() + self._retry_bind
+                while not ctx.wait(min(self._tick, retry_at - self._clock.monotonic())):
                     ctx.beat()
-                    if time.monotonic() >= retry_at:
+                    if self._clock.monotonic() >= retry_at:
                         break
                 continue
             listener, inode = bound
-        sel = selectors.DefaultSelector()
-        conns: dict[int, _Conn] = {}
+        table: _Table = Connections(listener, on_close=self._forget_watcher)
+        wake_r, wake_w = socket.socketpair()
+        wake_r.setblocking(False)
+        wake_w.setblocking(False)
+
+        def wake() -> None:
+            with contextlib.suppress(OSError):    # full: a wake-up is pending anyway
+                wake_w.send(b"\0")
+
         try:
-            sel.register(listener, selectors.EVENT_READ, None)
+            table.sel.register(wake_r, selectors.EVENT_READ, "wake")
+            self.watchers.set_waker(wake)
             while not ctx.stopping:
                 ctx.beat()
-                self._serve_once(sel, listener, conns)
+                self._serve_once(table)
         finally:
-            for conn in list(conns.values()):
-                self._close(sel, conns, conn)
-            sel.close()
+            self.watchers.set_waker(lambda: None)
+            table.close_all()
+            wake_r.close()
+            wake_w.close()
             listener.close()
             self._unlink_if_ours(inode)
             log.debug("control_socket_closed", path=self.path)
@@ -192,74 +240,67 @@ class ControlServer:
             if os.lstat(self.path).st_ino == inode:
                 os.unlink(self.path)
 
-    def _serve_once(self, sel: selectors.BaseSelector, listener: socket.socket,
-                    conns: dict[int, _Conn]) -> None:
-        now = time.monotonic()
-        timeout = self._tick
-        if conns:
-            timeout = min(timeout, max(0.0, min(c.deadline for c in conns.values()) - now))
-        for key, events in sel.select(timeout):
+    def _serve_once(self, table: _Table) -> None:
+        for key, events in table.select(self._clock.monotonic(), self._tick):
             if key.data is None:
-                self._accept(sel, listener, conns)
+                self._accept(table)
+                continue
+            if key.data == "wake":
+                self._feed_watchers(table, key.fileobj)  # type: ignore[arg-type]
                 continue
             conn: _Conn = key.data
-            if conn.draining:
-                self._drain(sel, conns, conn)
+            if conn.watcher is not None:
+                self._serve_watcher(table, conn, events)
+            elif conn.draining:
+                table.drain(conn)
             elif events & selectors.EVENT_READ and not conn.answered:
-                self._read(sel, conns, conn)
+                self._read(table, conn)
             elif events & selectors.EVENT_WRITE:
-                self._write(sel, conns, conn)
-        now = time.monotonic()
-        for conn in [c for c in conns.values() if c.deadline <= now]:
+                self._write(table, conn)
+        for conn in table.expired(self._clock.monotonic()):
             if not conn.draining:
                 self.timeouts += 1
                 log.debug("control_client_timeout",
                           pending_bytes=len(conn.inbox) + len(conn.outbox))
-            self._close(sel, conns, conn)
+            table.close(conn)
 
-    def _accept(self, sel: selectors.BaseSelector, listener: socket.socket,
-                conns: dict[int, _Conn]) -> None:
-        for _ in range(self._max_clients):
-            try:
-                sock, _addr = listener.accept()
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError as exc:
-                log.warning("control_accept_failed", error=str(exc))
-                return
-            sock.setblocking(False)
-            if len(conns) >= self._max_clients:
+    def _accept(self, table: _Table) -> None:
+        for sock in table.accept(self._max_clients, "control_accept_failed"):
+            if len(table) >= self._max_clients:
                 self.refused += 1
                 with contextlib.suppress(OSError):
                     sock.send(encode({"ok": False, "error": "busy: too many clients"}))
                 sock.close()
                 continue
-            conn = _Conn(sock, time.monotonic() + self._client_timeout)
-            conns[sock.fileno()] = conn
-            sel.register(sock, selectors.EVENT_READ, conn)
+            table.add(_Conn(sock, self._clock.monotonic() + self._client_timeout,
+                            peer=peer_of(sock)))
 
-    def _read(self, sel: selectors.BaseSelector, conns: dict[int, _Conn], conn: _Conn) -> None:
+    def _read(self, table: _Table, conn: _Conn) -> None:
         try:
             data = conn.sock.recv(self._max_request + 1 - len(conn.inbox))
         except (BlockingIOError, InterruptedError):
             return
         except OSError:
-            self._close(sel, conns, conn)
+            table.close(conn)
             return
         conn.inbox += data
         line, newline, _rest = bytes(conn.inbox).partition(b"\n")
         if newline or (not data and line.strip()):
-            self._respond(sel, conn, line)
+            self._respond(table, conn, line)
         elif not data:
-            self._close(sel, conns, conn)   # closed without asking anything
+            table.close(conn)   # closed without asking anything
         elif len(conn.inbox) > self._max_request:
             self.errors += 1
-            self._reply(sel, conn, {"ok": False,
-                                    "error": f"request longer than {self._max_request} bytes"})
+            self._reply(table, conn, {"ok": False,
+                                      "error": f"request longer than {self._max_request} bytes"})
 
-    def _respond(self, sel: selectors.BaseSelector, conn: _Conn, line: bytes) -> None:
+    def _respond(self, table: _Table, conn: _Conn, line: bytes) -> None:
+        is_watch, pattern = _watch_request(line)
+        if is_watch:
+            self._start_watch(table, conn, pattern)
+            return
         try:
-            response = answer(line, self._state)
+            response = answer(line, self._state, self._commands, conn.peer)
         except Exception as exc:
             log.error("control_state_failed", error=repr(exc), exc_info=True)
             response = {"ok": False, "error": f"state unavailable: {exc!r}"}
@@ -267,47 +308,102 @@ class ControlServer:
             self.served += 1
         else:
             self.errors += 1
-        self._reply(sel, conn, response)
+            log.warning("control_bad_request", error=str(response.get("error"))[:200])
+        self._reply(table, conn, response)
 
-    def _reply(self, sel: selectors.BaseSelector, conn: _Conn, response: Mapping[str, Any]) -> None:
+    def _reply(self, table: _Table, conn: _Conn, response: Mapping[str, Any]) -> None:
         conn.answered = True
         conn.outbox = encode(response)
-        sel.modify(conn.sock, selectors.EVENT_WRITE, conn)
+        table.want(conn, selectors.EVENT_WRITE)
 
-    def _write(self, sel: selectors.BaseSelector, conns: dict[int, _Conn], conn: _Conn) -> None:
+    @staticmethod
+    def _send(table: _Table, conn: _Conn) -> bool:
+        """Send what the outbox holds; True once it is empty (False: later, or closed)."""
         try:
             sent = conn.sock.send(conn.outbox)
         except (BlockingIOError, InterruptedError):
-            return
+            return False
         except OSError:
-            self._close(sel, conns, conn)
-            return
+            table.close(conn)
+            return False
         conn.outbox = conn.outbox[sent:]
-        if conn.outbox:
-            return
-        # Closing a unix socket that still holds unread bytes resets the peer
-        # before it reads our answer: half-close, then read until its EOF.
-        try:
-            conn.sock.shutdown(socket.SHUT_WR)
-        except OSError:
-            self._close(sel, conns, conn)
-            return
-        conn.draining = True
-        sel.modify(conn.sock, selectors.EVENT_READ, conn)
+        return not conn.outbox
 
-    def _drain(self, sel: selectors.BaseSelector, conns: dict[int, _Conn], conn: _Conn) -> None:
-        try:
-            data = conn.sock.recv(65536)
-        except (BlockingIOError, InterruptedError):
-            return
-        except OSError:
-            data = b""
-        if not data:
-            self._close(sel, conns, conn)
+    def _write(self, table: _Table, conn: _Conn) -> None:
+        if self._send(table, conn):
+            table.half_close(conn)
 
-    @staticmethod
-    def _close(sel: selectors.BaseSelector, conns: dict[int, _Conn], conn: _Conn) -> None:
-        conns.pop(conn.sock.fileno(), None)
-        with contextlib.suppress(KeyError, ValueError):
-            sel.unregister(conn.sock)
-        conn.sock.close()
+    # -- watchers --------------------------------------------------------------------
+
+    def _start_watch(self, table: _Table, conn: _Conn, pattern: str | None) -> None:
+        watcher = self.watchers.add(pattern)
+        if watcher is None:
+            self.errors += 1
+            self._reply(table, conn, {"ok": False, "error": "busy: too many watchers"})
+            return
+        self.served += 1
+        conn.watcher = watcher
+        conn.answered = True
+        conn.deadline = float("inf")
+        conn.outbox = encode({"ok": True, "watching": True, "rule": pattern})
+        table.want(conn, selectors.EVENT_READ | selectors.EVENT_WRITE)
+        log.info("watcher_added", watcher=watcher.id, rule=pattern)
+
+    def _feed_watchers(self, table: _Table, wake: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            while wake.recv(4096):
+                pass
+        for conn in table:
+            if conn.watcher is None:
+                continue
+            if conn.outbox and not conn.watcher.dropped:
+                continue                  # still writing; its queue fills or waits
+            self._feed(table, conn)
+
+    def _feed(self, table: _Table, conn: _Conn) -> None:
+        """Move the watcher's queued events to its outbox; end a watcher that fell behind."""
+        assert conn.watcher is not None
+        data, dropped = self.watchers.take(conn.watcher)
+        if dropped:
+            with contextlib.suppress(OSError):
+                conn.sock.send(encode({"ok": False, "error": "dropped: too slow"}))
+            table.close(conn)
+        elif data:
+            conn.outbox += data
+            table.want(conn, selectors.EVENT_READ | selectors.EVENT_WRITE)
+
+    def _serve_watcher(self, table: _Table, conn: _Conn, events: int) -> None:
+        if events & selectors.EVENT_READ:
+            try:
+                data = conn.sock.recv(4096)
+            except (BlockingIOError, InterruptedError):
+                data = b"-"
+            except OSError:
+                data = b""
+            if not data:                  # the client went: the subscription ends
+                table.close(conn)
+                return
+        if events & selectors.EVENT_WRITE and conn.outbox and self._send(table, conn):
+            table.want(conn, selectors.EVENT_READ)
+            assert conn.watcher is not None
+            if conn.watcher.queue:        # more arrived meanwhile
+                self._feed(table, conn)
+
+    def _forget_watcher(self, conn: _Conn) -> None:
+        """``Connections``' on_close: a closing watcher leaves the hub."""
+        if conn.watcher is not None:
+            self.watchers.remove(conn.watcher)
+            log.info("watcher_removed", watcher=conn.watcher.id, sent=conn.watcher.sent)
+            conn.watcher = None
+
+
+def _watch_request(line: bytes) -> tuple[bool, str | None]:
+    """Whether ``line`` asks to watch, and its ``rule`` glob (None: every rule)."""
+    try:
+        req = json.loads(line.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError):   # answer() says what is wrong
+        return False, None
+    if not isinstance(req, dict) or req.get("cmd") != "watch":
+        return False, None
+    rule = req.get("rule")
+    return True, (str(rule) if rule else None)

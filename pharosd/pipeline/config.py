@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 from urllib.parse import urlsplit
 
+from pharosd.redact import redact_url
 from pharosd.types import Duration, FrozenDict, Size
 
 _LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
@@ -105,7 +106,8 @@ class RemoteWriteConfig:
         issues: list[tuple[str, str]] = []
         parts = urlsplit(self.url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
-            issues.append(("url", f"expected an http:// or https:// URL, got {self.url!r}"))
+            issues.append(("url", "expected an http:// or https:// URL, got "
+                           f"{redact_url(self.url)!r}"))
         elif parts.scheme == "http" and self.tls.configured:
             issues.append(("tls", "expected an https:// url when 'tls' is set"))
         auth = [k for k, v in (("basic_auth", self.basic_auth),
@@ -151,6 +153,8 @@ class UplinkConfig:
     remote_write: tuple[RemoteWriteConfig, ...] = ()
     stale_markers: bool = True          # send a stale marker when a series stops
     stale_floor: Duration = Duration(5.0)  # ... after max(2 x its cadence, this)
+    max_series: int = field(default=100_000, metadata={"min": 1})  # series shipped, in all
+    max_series_per_source: int = field(default=10_000, metadata={"min": 1})  # ... of one source
 
     def check(self) -> list[tuple[str, str]]:
         issues: list[tuple[str, str]] = []

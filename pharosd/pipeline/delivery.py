@@ -1,9 +1,6 @@
-"""The pure core of sending: the backoff schedule and one batch's way to a receiver.
+"""The pure core of sending: one batch's way to a receiver.
 
-``Backoff``: after the k-th failure in a row wait ``min(max, min * 2**k)``
-times a random factor in [0.8, 1.2], kept within [min, max] (1 s, 2 s, 4 s
-... 30 s by default); a receiver's ``Retry-After`` lengthens it (never past
-max). A success resets it.
+(The wait after a failure is ``pharosd.backoff.Backoff``.)
 
 ``Delivery``: one batch (sorted by time) being delivered. The uplink asks
 for ``next_part()``, sends it and reports the ``Verdict``. Acknowledged and
@@ -30,38 +27,10 @@ drops what is left (``rejected``), so no batch is retried forever.
 from __future__ import annotations
 
 import math
-import random
 from bisect import bisect_right
 
 from pharosd.pipeline.batch import Batch
 from pharosd.pipeline.remote_write import Verdict
-
-
-class Backoff:
-    def __init__(self, min_delay: float, max_delay: float, jitter: float = 0.2,
-                 rng: random.Random | None = None) -> None:
-        self.min_delay = min_delay
-        self.max_delay = max_delay
-        self.jitter = jitter
-        self.failures = 0
-        self._rng = rng or random.Random()
-
-    def nominal(self, failures: int) -> float:
-        """The un-jittered delay after ``failures + 1`` failures in a row."""
-        return min(self.max_delay, self.min_delay * (2.0 ** min(failures, 62)))
-
-    def next_delay(self, retry_after: float | None = None) -> float:
-        base = self.nominal(self.failures)
-        self.failures += 1
-        delay = base * self._rng.uniform(1.0 - self.jitter, 1.0 + self.jitter)
-        delay = min(self.max_delay, max(self.min_delay, delay))
-        if retry_after is not None and retry_after > delay:
-            delay = min(self.max_delay, retry_after)
-        return delay
-
-    def reset(self) -> None:
-        self.failures = 0
-
 
 _SEND, _PROBE = "send", "probe"
 

@@ -15,6 +15,14 @@ and gets no marker. A series silent for ``max(forget_after, its stale time +
 60 s)`` is forgotten once every hot buffer has handed on all of its samples
 (``seq`` marks tell when); if it returns later it starts afresh.
 
+Bounds: at most ``max_series`` series in all, and at most
+``max_per_source`` of one source (``source_of``: ``probe.<name>`` for a
+probe's metrics, else the metric's first dotted part, ``disk``, ``cpu``...),
+so a plugin whose perfdata labels keep changing cannot grow the registry
+without end. A sample of a new series past a bound is not taken (the known
+series go on) and is counted in ``refused`` (by source); the pipeline logs
+it. A forgotten series frees its place once its id is freed.
+
 Not thread-safe: the pipeline calls it under its own lock.
 """
 
@@ -28,21 +36,40 @@ from pharosd.pipeline.batch import SeriesKey
 
 
 class SeriesState:
-    __slots__ = ("cadence", "id", "key", "last_ts", "seen", "stale")
+    __slots__ = ("cadence", "id", "key", "last_ts", "seen", "source", "stale")
 
-    def __init__(self, sid: int, key: SeriesKey) -> None:
+    def __init__(self, sid: int, key: SeriesKey, source: str) -> None:
         self.id = sid
         self.key = key
+        self.source = source
         self.seen = 0.0            # monotonic time of the last offer
         self.cadence = 0.0         # seconds between the last two offers; 0 = unknown
         self.last_ts = 0           # ms of the newest sample
         self.stale = False
 
 
+MAX_SERIES = 100_000
+MAX_PER_SOURCE = 10_000
+
+
+def source_of(metric: str) -> str:
+    """The source a metric comes from: ``probe.<name>`` or the first dotted part."""
+    head, dot, rest = metric.partition(".")
+    if head == "probe" and dot:
+        return "probe." + rest.partition(".")[0]
+    return head
+
+
 class SeriesRegistry:
-    def __init__(self, floor: float = 5.0, forget_after: float = 600.0) -> None:
+    def __init__(self, floor: float = 5.0, forget_after: float = 600.0,
+                 max_series: int = MAX_SERIES, max_per_source: int = MAX_PER_SOURCE) -> None:
         self.floor = floor
         self.forget_after = forget_after
+        self.max_series = max_series
+        self.max_per_source = max_per_source
+        self._per_source: dict[str, int] = {}
+        self.refused: dict[str, int] = {}      # by source: samples of series past a bound
+        self.refused_samples = 0
         self._by_key: dict[SeriesKey, SeriesState] = {}
         self._by_id: dict[int, SeriesState] = {}
         self._next_id = 0
@@ -59,13 +86,18 @@ class SeriesRegistry:
 
     def observe(self, samples: Sequence[Sample], now: float,
                 sid: array[int], ts: array[int], val: array[float]) -> None:
-        """Append the samples as (id, ms, value) to the arrays; note arrival times."""
+        """Append the samples as (id, ms, value) to the arrays; note arrival times.
+
+        A sample of a new series past a bound is left out and counted."""
         by_key = self._by_key
         for s in samples:
             key = (s.metric, s.labels)
             st = by_key.get(key)
             if st is None:
-                st = self._add(key)
+                added = self._add(key)
+                if added is None:
+                    continue
+                st = added
             elif st.seen != now:
                 st.cadence = now - st.seen
             st.seen = now
@@ -77,8 +109,15 @@ class SeriesRegistry:
             ts.append(t)
             val.append(s.value)
 
-    def _add(self, key: SeriesKey) -> SeriesState:
-        st = SeriesState(self._next_id, key)
+    def _add(self, key: SeriesKey) -> SeriesState | None:
+        source = source_of(key[0])
+        have = self._per_source.get(source, 0)
+        if have >= self.max_per_source or len(self._by_id) >= self.max_series:
+            self.refused[source] = self.refused.get(source, 0) + 1
+            self.refused_samples += 1
+            return None
+        self._per_source[source] = have + 1
+        st = SeriesState(self._next_id, key, source)
         self._next_id += 1
         self._by_key[key] = st
         self._by_id[st.id] = st
@@ -118,6 +157,11 @@ class SeriesRegistry:
                 if self._by_id.get(st.id) is st:
                     del self._by_id[st.id]
                     self.forgotten += 1
+                    left = self._per_source.get(st.source, 0) - 1
+                    if left > 0:
+                        self._per_source[st.source] = left
+                    else:
+                        self._per_source.pop(st.source, None)
             else:
                 keep.append((mark, st))
         self._doomed = keep

@@ -3,7 +3,8 @@
 One table holds every receiver's batches (column ``lane`` names the
 receiver); a row is one batch in ``Batch.to_bytes`` form, snappy-compressed.
 
-* Durability: WAL with ``synchronous=FULL``, so every committed ``put``
+* Durability: opened by ``pharosd.sqlitedb.open_sqlite`` (WAL checked, mode
+  0640) with ``synchronous=FULL``, so every committed ``put``
   survives ``kill -9`` and power loss; SQLite recovers the WAL when the file
   is next opened. A file that is not a readable database is renamed
   ``<name>.corrupt-<time>`` and a fresh one started (logged), so the spill
@@ -29,7 +30,6 @@ import contextlib
 import os
 import sqlite3
 import threading
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
@@ -39,6 +39,7 @@ from pharosd.clock import Clock, SystemClock
 from pharosd.errors import UplinkError
 from pharosd.pipeline import compression
 from pharosd.pipeline.batch import Batch
+from pharosd.sqlitedb import open_sqlite
 
 log = structlog.get_logger(__name__)
 
@@ -93,14 +94,12 @@ class Spill:
             if self._db is not None:
                 return
             try:
-                os.makedirs(os.path.dirname(os.path.abspath(self.path)), mode=0o750,
-                            exist_ok=True)
                 try:
                     self._db = self._connect()
                 except sqlite3.DatabaseError as e:
                     if isinstance(e, sqlite3.OperationalError):
                         raise      # cannot open, locked: not the file's fault
-                    aside = f"{self.path}.corrupt-{int(time.time())}"
+                    aside = f"{self.path}.corrupt-{int(self._clock.wall())}"
                     log.error("spill_corrupt", path=self.path, error=str(e), moved_to=aside)
                     for suffix in ("", "-wal", "-shm"):
                         if os.path.exists(self.path + suffix):
@@ -117,22 +116,16 @@ class Spill:
                      samples=total, bytes=self.total_bytes)
 
     def _connect(self) -> sqlite3.Connection:
-        db = sqlite3.connect(self.path, timeout=10.0, isolation_level=None,
-                             check_same_thread=False)
+        # auto_vacuum only takes on a new file
+        db = open_sqlite(self.path, busy_timeout=10.0, synchronous="FULL",
+                         first=("PRAGMA auto_vacuum=INCREMENTAL",))
         try:
-            db.execute("PRAGMA auto_vacuum=INCREMENTAL")   # only takes on a new file
-            mode = db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
-            if str(mode).lower() != "wal":
-                raise sqlite3.DatabaseError(f"cannot use WAL journal mode (got {mode})")
-            db.execute("PRAGMA synchronous=FULL")
             db.execute("PRAGMA journal_size_limit=8388608")
             db.executescript(_SCHEMA)
             db.execute("SELECT COUNT(*) FROM batches").fetchone()
         except sqlite3.DatabaseError:
             db.close()
             raise
-        with contextlib.suppress(OSError):
-            os.chmod(self.path, 0o640)
         return db
 
     def _load_stats(self) -> None:

@@ -31,12 +31,34 @@ names (dotted; ``pharos_pharosd_...`` on the wire), listed in docs/uplink.md:
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
+from pharosd.clock import Clock, SystemClock
 from pharosd.model import Labels, Sample
 from pharosd.pipeline.uplink import DROP_REASONS
+
+HELP: dict[str, str] = {
+    "pharosd.buffer_samples": "samples in the hot buffer of a remote_write receiver",
+    "pharosd.buffer_capacity": "the hot buffer's bound, per receiver",
+    "pharosd.spill_bytes": "payload bytes in the spill, all receivers",
+    "pharosd.spill_file_bytes": "bytes of the spill file and its WAL on disk",
+    "pharosd.spill_samples": "samples waiting in the spill",
+    "pharosd.spill_oldest_age_seconds": "age of the oldest spilled sample (0: empty)",
+    "pharosd.samples_sent_total": "samples the receiver acknowledged",
+    "pharosd.samples_retried_total": "samples in requests that failed and will be sent again",
+    "pharosd.samples_dropped_total": "samples given up, by reason",
+    "pharosd.uplink_up": "1 if the last remote_write request succeeded, else 0",
+    "pharosd.uplink_seconds_since_success": "seconds since the last acknowledged request",
+    "pharosd.uplink_requests_total": "remote_write requests made",
+    "pharosd.uplink_failures_total": "remote_write requests that failed and will be retried",
+    "pharosd.uplink_series": "series the uplink pipeline tracks",
+    "pharosd.worker_restarts": "worker restarts by the supervisor since start",
+    "pharosd.cpu_percent": "CPU time of pharosd, percent of one core, since the previous "
+                           "collection",
+    "pharosd.rss_bytes": "resident memory of pharosd in bytes",
+}
+"""HELP texts of the metrics above (for ``/metrics``)."""
 
 
 class _StatusSource(Protocol):
@@ -50,8 +72,9 @@ class TelemetrySource:
 
     def __init__(self, pipeline: _StatusSource,
                  supervisor_stats: Callable[[], Mapping[str, float]] | None = None,
-                 every: float = 10.0, name: str = "self") -> None:
+                 every: float = 10.0, name: str = "self", clock: Clock | None = None) -> None:
         self.name = name
+        self._clock: Clock = clock or SystemClock()
         self.every = float(every)
         self._pipeline = pipeline
         self._supervisor_stats = supervisor_stats
@@ -97,9 +120,10 @@ class TelemetrySource:
             add("pharosd.uplink_seconds_since_success", r["seconds_since_success"], lab)
             add("pharosd.uplink_requests_total", r["requests"], lab)
             add("pharosd.uplink_failures_total", r["failures"], lab)
-        removed = st.get("dropped", {}).get("receiver_removed")
-        if removed:
-            add("pharosd.samples_dropped_total", removed, (("reason", "receiver_removed"),))
+        for reason in ("receiver_removed", "series_limit"):
+            n = st.get("dropped", {}).get(reason)
+            if n:
+                add("pharosd.samples_dropped_total", n, (("reason", reason),))
 
     def _process_samples(self, add: Callable[..., None]) -> None:
         try:
@@ -109,7 +133,7 @@ class TelemetrySource:
                 self._proc = psutil.Process()
             times = self._proc.cpu_times()
             cpu = float(times.user + times.system)
-            mono = time.monotonic()
+            mono = self._clock.monotonic()
             if self._last_cpu is not None and mono > self._last_cpu[0]:
                 add("pharosd.cpu_percent",
                     100.0 * (cpu - self._last_cpu[1]) / (mono - self._last_cpu[0]))

@@ -1,12 +1,13 @@
-"""One receiver's lane: its hot buffer, its deliveries, its HTTP requests, its counters.
-
-``resolve_settings`` turns a ``RemoteWriteConfig`` into ``ReceiverSettings``
-(secret files read and stripped here, headers built; secrets never logged).
+"""One receiver's lane: its hot buffer, its deliveries, its requests, its counters.
 
 ``Lane.step(now)`` runs on the uplink worker thread and never blocks on
-the network: a request (encode, compress, POST) runs on a short-lived
-daemon thread and the worker looks at it on its next step. What a step
-does, in order:
+the network: a request (encode, compress, POST through the lane's
+``Transport``) is handed to its ``Launcher`` (a short-lived daemon thread in
+production, see ``transport``) and the worker looks at it on its next
+step. The settings come from ``receiver.resolve_settings``; the wait after
+a failure is a ``pharosd.backoff.Backoff`` (``min_backoff`` doubling to
+``max_backoff``, a ``Retry-After`` honoured up to ``max_backoff``). What a
+step does, in order:
 
 1. a finished request: count it and apply its verdict to the delivery;
 2. the receiver is down (in backoff) or slow (a request outstanding for
@@ -29,33 +30,30 @@ acknowledged or dropped by a rejection.
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import threading
-import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import structlog
 
+from pharosd.backoff import Backoff
 from pharosd.clock import Clock
-from pharosd.errors import ConfigError, ConfigIssue, UplinkError
+from pharosd.errors import UplinkError, describe_error
 from pharosd.pipeline import compression
 from pharosd.pipeline.batch import Batch, SeriesKey
 from pharosd.pipeline.buffer import HotBuffer
-from pharosd.pipeline.config import RemoteWriteConfig
-from pharosd.pipeline.delivery import Backoff, Delivery
+from pharosd.pipeline.delivery import Delivery
+from pharosd.pipeline.receiver import ReceiverSettings
 from pharosd.pipeline.remote_write import (
     LabelCache,
     Verdict,
     classify,
     encode_write_request,
-    headers,
     reject_reason,
 )
 from pharosd.pipeline.spill import Spill
+from pharosd.pipeline.transport import HttpTransport, Launcher, ThreadLauncher, Transport
 
 log = structlog.get_logger(__name__)
 
@@ -65,127 +63,12 @@ DROP_REASONS = ("buffer_full", "spill_full", "spill_expired", "spill_failed", "t
 _LOG_EVERY = 60.0        # seconds between repeated warnings of one kind
 
 
-@dataclass(frozen=True)
-class ReceiverSettings:
-    """A receiver's config with secrets read and defaults resolved."""
-
-    name: str
-    url: str
-    headers: Mapping[str, str] = field(repr=False)
-    timeout: float
-    verify: bool | str
-    cert: tuple[str, str] | None
-    external_labels: Mapping[str, str]
-    batch: int
-    flush: float
-    min_backoff: float
-    max_backoff: float
-    max_pending: int
-    capacity: int
-
-    @property
-    def safe_url(self) -> str:
-        return redact_url(self.url)
-
-    def transport_key(self) -> tuple[Any, ...]:
-        return (self.url, self.verify, self.cert)
-
-
-def redact_url(url: str) -> str:
-    """The URL without user info or query (which may carry credentials)."""
-    p = urlsplit(url)
-    host = p.hostname or ""
-    if p.port:
-        host = f"{host}:{p.port}"
-    return urlunsplit((p.scheme, host, p.path, "", ""))
-
-
-def _read_secret(path: str, key: str) -> str:
-    try:
-        with open(path, encoding="utf-8") as f:
-            return f.read().strip()
-    except OSError as e:
-        raise ConfigError([ConfigIssue(path, 0, 0, key,
-                                       f"cannot read the secret file: {e.strerror or e}")]
-                          ) from None
-
-
-def resolve_settings(cfg: RemoteWriteConfig, *, index: int, host: str,
-                     capacity: int) -> ReceiverSettings:
-    """Read secret files and resolve defaults (raises ``ConfigError``)."""
-    where = f"uplink.remote_write[{index}]"
-    h: dict[str, str] = dict(cfg.headers)
-    if cfg.basic_auth is not None:
-        pw = cfg.basic_auth.password
-        if cfg.basic_auth.password_file is not None:
-            pw = _read_secret(cfg.basic_auth.password_file, f"{where}.basic_auth.password_file")
-        token = base64.b64encode(f"{cfg.basic_auth.username}:{pw or ''}".encode()).decode()
-        h["Authorization"] = f"Basic {token}"
-    bearer = cfg.bearer_token
-    if cfg.bearer_token_file is not None:
-        bearer = _read_secret(cfg.bearer_token_file, f"{where}.bearer_token_file")
-    if bearer:
-        h["Authorization"] = f"Bearer {bearer}"
-    verify: bool | str = True
-    if cfg.tls.ca_file:
-        verify = cfg.tls.ca_file
-    elif cfg.tls.insecure:
-        verify = False
-    cert = (cfg.tls.cert_file, cfg.tls.key_file) if cfg.tls.cert_file and cfg.tls.key_file \
-        else None
-    external = {"host": host, "job": "pharosd"}
-    external.update(cfg.external_labels)
-    external = {k: v for k, v in external.items() if v}
-    max_pending = cfg.max_pending if cfg.max_pending is not None else max(1, capacity // 2)
-    return ReceiverSettings(
-        name=cfg.receiver_name(), url=cfg.url, headers=headers(h), timeout=float(cfg.timeout),
-        verify=verify, cert=cert, external_labels=external, batch=cfg.batch,
-        flush=float(cfg.flush), min_backoff=float(cfg.min_backoff),
-        max_backoff=float(cfg.max_backoff), max_pending=min(max_pending, capacity),
-        capacity=capacity)
-
-
-class _Session:
-    """A ``requests.Session`` for one receiver (imported lazily)."""
-
-    def __init__(self, settings: ReceiverSettings) -> None:
-        import requests
-
-        self.key = settings.transport_key()
-        self.session = requests.Session()
-        if settings.verify is False:
-            import urllib3
-
-            urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
-
-    def post(self, settings: ReceiverSettings, body: bytes) -> tuple[int, str, float | None]:
-        resp = self.session.post(settings.url, data=body, headers=dict(settings.headers),
-                                 timeout=settings.timeout, verify=settings.verify,
-                                 cert=settings.cert, allow_redirects=False)
-        try:
-            text = resp.text[:2048] if resp.status_code >= 300 else ""
-        finally:
-            resp.close()
-        return resp.status_code, text, _retry_after(resp.headers.get("Retry-After"))
-
-    def close(self) -> None:
-        self.session.close()
-
-
-def _retry_after(value: str | None) -> float | None:
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        return None
-
-
 class _Request:
-    """One POST on a daemon thread; the worker polls ``done``."""
+    """One request: encode, compress and post ``part`` (the launcher runs ``run``,
+    on another thread in production); the worker polls ``done``."""
 
     def __init__(self, part: Batch, settings: ReceiverSettings, labels: LabelCache,
-                 session: _Session, wake: threading.Event, started: float) -> None:
+                 transport: Transport, wake: threading.Event, started: float) -> None:
         self.part = part
         self.started = started
         self.done = threading.Event()
@@ -194,24 +77,23 @@ class _Request:
         self.error: str | None = None
         self.encode_error: str | None = None
         self.retry_after: float | None = None
-        self._args = (settings, labels, session, wake)
-        self._thread = threading.Thread(target=self._run, name="uplink-request", daemon=True)
+        self._args = (settings, labels, transport, wake)
 
-    def start(self) -> None:
-        self._thread.start()
-
-    def _run(self) -> None:
-        settings, labels, session, wake = self._args
+    def run(self) -> None:
+        settings, labels, transport, wake = self._args
         try:
             try:
                 body = compression.compress(encode_write_request(self.part, labels))
             except Exception as e:
-                self.encode_error = f"{type(e).__name__}: {e}"
+                self.encode_error = describe_error(e)
                 return
             try:
-                self.status, self.body, self.retry_after = session.post(settings, body)
+                reply = transport.post(settings, body)
             except Exception as e:  # connection refused, timeout, TLS ...
-                self.error = f"{type(e).__name__}: {e}"
+                self.error = describe_error(e)
+                return
+            self.status, self.body, self.retry_after = (reply.status, reply.body,
+                                                        reply.retry_after)
         finally:
             self.done.set()
             wake.set()
@@ -225,9 +107,12 @@ class _Request:
 
 
 class Lane:
+    """One receiver's buffer, deliveries and counters; see the module docstring."""
+
     def __init__(self, settings: ReceiverSettings, spill: Spill,
                  key_of: Callable[[int], SeriesKey], clock: Clock, wake: threading.Event,
-                 base_seq: int = 0) -> None:
+                 base_seq: int = 0, *, transport: Transport | None = None,
+                 launcher: Launcher | None = None) -> None:
         self.settings = settings
         self.name = settings.name
         self.buffer = HotBuffer(settings.capacity, base_seq)
@@ -236,7 +121,8 @@ class Lane:
         self._clock = clock
         self._wake = wake
         self._labels = LabelCache(settings.external_labels)
-        self._session: _Session | None = None
+        self._transport: Transport = transport or HttpTransport(clock)
+        self._launcher: Launcher = launcher or ThreadLauncher()
         self._backoff = Backoff(settings.min_backoff, settings.max_backoff)
         self._req: _Request | None = None
         self._delivery: Delivery | None = None
@@ -269,8 +155,8 @@ class Lane:
         self.buffer.capacity = settings.capacity
         if settings.external_labels != old.external_labels:
             self._labels = LabelCache(settings.external_labels)
-        self._backoff.min_delay = settings.min_backoff
-        self._backoff.max_delay = settings.max_backoff
+        self._backoff.initial = settings.min_backoff
+        self._backoff.maximum = settings.max_backoff
         if self._next_attempt > self._clock.monotonic() + settings.max_backoff:
             self._next_attempt = self._clock.monotonic() + settings.max_backoff
         if settings.url != old.url:
@@ -346,15 +232,10 @@ class Lane:
         return d
 
     def _start(self, part: Batch, now: float) -> None:
-        s = self.settings
-        if self._session is None or self._session.key != s.transport_key():
-            if self._session is not None:
-                self._session.close()
-            self._session = _Session(s)
-        req = _Request(part, s, self._labels, self._session, self._wake, now)
+        req = _Request(part, self.settings, self._labels, self._transport, self._wake, now)
         self._req = req
         self.requests += 1
-        req.start()
+        self._launcher.launch(req.run)
 
     def _finish(self, req: _Request, now: float) -> None:
         d = self._delivery
@@ -469,16 +350,14 @@ class Lane:
         if lost:
             log.error("spill_on_close_failed", receiver=self.name, lost_samples=lost)
             self.count_drop("spill_failed", lost)
-        if self._session is not None:
-            self._session.close()
-            self._session = None
+        self._transport.close()
         return n
 
     # -- reporting ---------------------------------------------------------------------
 
     def _warn(self, kind: str, event: str, **kw: Any) -> None:
         """A warning, at most once per minute per kind (the count says how many)."""
-        now = time.monotonic()
+        now = self._clock.monotonic()
         if now - self._last_log.get(kind, -1e18) >= _LOG_EVERY:
             self._last_log[kind] = now
             log.warning(event, receiver=self.name, **kw)

@@ -13,7 +13,8 @@
 is interned in a ``SeriesRegistry`` and appended to each receiver's
 ``HotBuffer`` (see ``uplink.Lane``); the one ``UplinkWorker`` steps every
 lane (requests run on their own threads, so one slow receiver does not hold
-up another), infers ended series once a second (stale markers, see
+up another; tests pass a ``transport`` and ``launcher`` instead, see
+``transport``), infers ended series once a second (stale markers, see
 ``series``) and expires old spill rows every 10 s.
 """
 
@@ -21,13 +22,13 @@ from __future__ import annotations
 
 import os
 import threading
-import time
 from array import array
 from typing import TYPE_CHECKING, Any
 
 import structlog
 
 from pharosd.clock import Clock, SystemClock
+from pharosd.errors import describe_error
 from pharosd.pipeline.config import PipelineSettings
 from pharosd.worker import WorkerContext
 
@@ -35,14 +36,17 @@ from pharosd.worker import WorkerContext
 # configured: a daemon without one never loads it (docs/benchmarks.md).
 if TYPE_CHECKING:
     from pharosd.model import Sample
+    from pharosd.pipeline.receiver import ReceiverSettings
     from pharosd.pipeline.series import SeriesRegistry
     from pharosd.pipeline.spill import Spill
-    from pharosd.pipeline.uplink import Lane, ReceiverSettings
+    from pharosd.pipeline.transport import Launcher, Transport
+    from pharosd.pipeline.uplink import Lane
 
 log = structlog.get_logger(__name__)
 
 SWEEP_EVERY = 1.0
 EXPIRE_EVERY = 10.0
+REFUSED_LOG_EVERY = 60.0
 
 __all__ = ["Pipeline", "UplinkWorker"]
 
@@ -67,16 +71,22 @@ class UplinkWorker:
 
 class Pipeline:
     def __init__(self, config: PipelineSettings, *, state_dir: str, host: str,
-                 clock: Clock | None = None) -> None:
+                 clock: Clock | None = None, transport: Transport | None = None,
+                 launcher: Launcher | None = None) -> None:
         from pharosd.pipeline.series import SeriesRegistry
 
         self._clock: Clock = clock or SystemClock()
+        self._transport, self._launcher = transport, launcher   # None: the real ones
         self._state_dir = state_dir
         self._host = host
         self._lock = threading.RLock()
         self._wake = threading.Event()
         self._lanes: dict[str, Lane] = {}
-        self._registry: SeriesRegistry = SeriesRegistry(floor=float(config.uplink.stale_floor))
+        self._registry: SeriesRegistry = SeriesRegistry(
+            floor=float(config.uplink.stale_floor), max_series=config.uplink.max_series,
+            max_per_source=config.uplink.max_series_per_source)
+        self._refused_logged: dict[str, int] = {}
+        self._refused_log_at = -1e18
         self._markers = config.uplink.stale_markers
         self._seq = 0
         self._spill: Spill | None = None
@@ -96,7 +106,7 @@ class Pipeline:
     # -- building --------------------------------------------------------------
 
     def _settings(self, config: PipelineSettings) -> list[ReceiverSettings]:
-        from pharosd.pipeline.uplink import resolve_settings
+        from pharosd.pipeline.receiver import resolve_settings
 
         return [resolve_settings(rw, index=i, host=self._host, capacity=config.buffer.capacity)
                 for i, rw in enumerate(config.uplink.remote_write)]
@@ -115,7 +125,8 @@ class Pipeline:
         self._spill, self._spill_path = spill, path
         for s in settings:
             self._lanes[s.name] = Lane(s, spill, self._registry.key_of, self._clock,
-                                       self._wake, base_seq=self._seq)
+                                       self._wake, base_seq=self._seq,
+                                       transport=self._transport, launcher=self._launcher)
         for lane_name in spill.lanes():
             if lane_name not in self._lanes:
                 n = spill.drop_lane(lane_name, "receiver_removed")
@@ -156,10 +167,10 @@ class Pipeline:
                 self._wake.set()
         except Exception as e:
             self._offer_errors += 1
-            now = time.monotonic()
+            now = self._clock.monotonic()
             if now - self._last_offer_log >= 60.0:
                 self._last_offer_log = now
-                log.error("pipeline_offer_failed", error=f"{type(e).__name__}: {e}",
+                log.error("pipeline_offer_failed", error=describe_error(e),
                           failures=self._offer_errors)
 
     # -- the worker's side -------------------------------------------------------
@@ -198,8 +209,22 @@ class Pipeline:
             consumed = min((lane.buffer.consumed_seq for lane in self._lanes.values()),
                            default=self._seq)
             self._registry.free(consumed)
+            refused = dict(self._registry.refused)
         if n:
             log.debug("stale_markers", series=n)
+        self._log_refused(refused, now)
+
+    def _log_refused(self, refused: dict[str, int], now: float) -> None:
+        """Samples of new series past a bound: a warning at most once a minute."""
+        if refused == self._refused_logged or now - self._refused_log_at < REFUSED_LOG_EVERY:
+            return
+        since = {src: n - self._refused_logged.get(src, 0) for src, n in refused.items()
+                 if n != self._refused_logged.get(src, 0)}
+        self._refused_logged, self._refused_log_at = refused, now
+        reg = self._registry
+        log.warning("series_limit_reached", max_series=reg.max_series,
+                    max_series_per_source=reg.max_per_source, series=len(reg),
+                    refused_samples=since, note="samples of new series are not shipped")
 
     # -- control ---------------------------------------------------------------------
 
@@ -226,6 +251,8 @@ class Pipeline:
             log.warning("reload_needs_restart", keys="spill.path", running=self._spill_path)
         with self._lock:
             self._registry.floor = float(config.uplink.stale_floor)
+            self._registry.max_series = config.uplink.max_series
+            self._registry.max_per_source = config.uplink.max_series_per_source
             self._markers = config.uplink.stale_markers
             spill.max_size = int(config.spill.max_size)
             spill.max_age = float(config.spill.max_age)
@@ -244,7 +271,9 @@ class Pipeline:
                 kept = self._lanes.get(name)
                 if kept is None:
                     self._lanes[name] = Lane(s, spill, self._registry.key_of, self._clock,
-                                             self._wake, base_seq=self._seq)
+                                             self._wake, base_seq=self._seq,
+                                             transport=self._transport,
+                                             launcher=self._launcher)
                     log.info("receiver_added", receiver=name, url=s.safe_url)
                 else:
                     kept.apply(s)
@@ -273,8 +302,11 @@ class Pipeline:
             lanes = list(self._lanes.values())
             series = len(self._registry)
             markers = self._registry.markers_sent
+            refused = self._registry.refused_samples
         receivers = [lane.status() for lane in lanes]
         dropped: dict[str, int] = dict(self._dropped_elsewhere)
+        if refused:
+            dropped["series_limit"] = refused      # before the buffers: for every receiver
         for r in receivers:
             for reason, n in r["dropped"].items():
                 dropped[reason] = dropped.get(reason, 0) + n

@@ -22,7 +22,8 @@ from dataclasses import dataclass
 
 import structlog
 
-from pharosd.errors import ProbeError
+from pharosd.clock import Clock, SystemClock
+from pharosd.errors import ProbeError, describe_error
 from pharosd.model import NO_LABELS, Sample
 from pharosd.probes.config import ProbeConfig
 from pharosd.probes.status import (
@@ -36,12 +37,6 @@ log = structlog.get_logger(__name__)
 
 MAX_NOTE = 1024
 FAILED = "check failed: "
-
-
-def describe_error(e: BaseException) -> str:
-    """``ConnectionRefusedError: [Errno 111] Connection refused``; never empty."""
-    text = str(e)
-    return f"{type(e).__name__}: {text}" if text else type(e).__name__
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,8 +75,9 @@ class Probe:
     blocking: bool = True
     kind: str = "probe"
 
-    def __init__(self, cfg: ProbeConfig, every: float) -> None:
+    def __init__(self, cfg: ProbeConfig, every: float, clock: Clock | None = None) -> None:
         self.cfg = cfg
+        self.clock: Clock = clock or SystemClock()
         self.name: str = cfg.name
         self.every: float = float(every)
         # Identifies the configuration: a reload that leaves it equal can keep this

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
+from pharosd.checks import command_issues
+from pharosd.redact import redact_url
 from pharosd.types import Duration, FrozenDict, Size
 
 # A probe name becomes part of metric names (``probe.<name>.state``) and of the
@@ -91,17 +93,8 @@ class ExecProbeConfig:
     cool: Duration | None = None             # of the status alert; default: top-level cool
 
     def check(self) -> list[tuple[str, str]]:
-        issues = _common_issues(self.name, self.every, self.timeout, self.soak, self.cool)
-        if not self.command:
-            issues.append(("command", "expected a non-empty list: the program and its "
-                                      "arguments"))
-        elif not self.command[0].startswith("/"):
-            issues.append(("command", "expected an absolute path as the program, got "
-                                      f"{self.command[0]!r}"))
-        for key in self.env:
-            if not key or "=" in key or "\0" in key:
-                issues.append(("env", f"expected environment variable names, got {key!r}"))
-        return issues
+        return (_common_issues(self.name, self.every, self.timeout, self.soak, self.cool)
+                + command_issues(self.command, self.env))
 
 
 @dataclass(frozen=True)
@@ -132,7 +125,8 @@ class HttpProbeConfig:
         issues = _common_issues(self.name, self.every, self.timeout, self.soak, self.cool)
         parts = urlsplit(self.url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
-            issues.append(("url", f"expected an http:// or https:// URL, got {self.url!r}"))
+            issues.append(("url", "expected an http:// or https:// URL, got "
+                           f"{redact_url(self.url)!r}"))
         for code in self.status:
             if not 100 <= code <= 599:
                 issues.append(("status", f"expected HTTP status codes 100..599, got {code}"))

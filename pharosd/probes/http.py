@@ -9,8 +9,11 @@ negative once expired; read over a separate connection without verification,
 so it is reported for certificates that fail verification too).
 
 ``requests`` is imported when the first check runs. A new session per
-check (no keep-alive between runs; ``trust_env`` off, so proxy variables
-and .netrc do not apply). Its per-socket-operation timeouts cannot bound a
+check (no keep-alive between runs); like all of pharosd's outgoing HTTP
+(``pharosd.httpclient``) it goes through ``HTTPS_PROXY``/``HTTP_PROXY``
+unless ``NO_PROXY`` matches or the host is loopback, and takes no CA bundle
+or .netrc from the environment. ``cert_expiry_days`` is read over a direct
+connection. Its per-socket-operation timeouts cannot bound a
 server that drips bytes, so the request runs on a helper thread and
 ``check`` waits for it until the deadline: a request still running then is
 reported as timed out and left to finish on its own; while it runs, the next
@@ -23,16 +26,19 @@ import re
 import socket
 import ssl
 import threading
-import time
 from typing import Any
 from urllib.parse import urlsplit
 
 import structlog
 
-from pharosd.probes.base import CheckResult, Probe, describe_error
+from pharosd.clock import Clock
+from pharosd.errors import describe_error
+from pharosd.httpclient import proxies_for
+from pharosd.probes.base import CheckResult, Probe
 from pharosd.probes.config import HttpProbeConfig
 from pharosd.probes.status import OK, UNKNOWN_STATE
 from pharosd.probes.x509 import not_after
+from pharosd.redact import redact_url
 from pharosd.units import format_duration
 
 log = structlog.get_logger(__name__)
@@ -46,15 +52,15 @@ class HttpProbe(Probe):
     kind = "http"
     cfg: HttpProbeConfig
 
-    def __init__(self, cfg: HttpProbeConfig, every: float) -> None:
-        super().__init__(cfg, every)
+    def __init__(self, cfg: HttpProbeConfig, every: float, clock: Clock | None = None) -> None:
+        super().__init__(cfg, every, clock)
         self.fail_status = UNKNOWN_STATE[cfg.level]
         self.body_re = re.compile(cfg.body_regex) if cfg.body_regex is not None else None
         parts = urlsplit(cfg.url)
         self.https = parts.scheme == "https"
         self.host = parts.hostname or ""
         self.port = parts.port or (443 if self.https else 80)
-        self.what = f"{cfg.method} {cfg.url}"
+        self.what = f"{cfg.method} {redact_url(cfg.url)}"
         self._straggler: threading.Thread | None = None
         self._cert_error: str | None = None
 
@@ -65,7 +71,7 @@ class HttpProbe(Probe):
                               f"{format_duration(timeout)}")
         self._straggler = None
         box: dict[str, CheckResult] = {}
-        deadline = time.monotonic() + timeout
+        deadline = self.clock.monotonic() + timeout
 
         def run() -> None:
             try:
@@ -77,7 +83,7 @@ class HttpProbe(Probe):
 
         worker = threading.Thread(target=run, name=f"probe-http-{self.name}", daemon=True)
         worker.start()
-        worker.join(max(0.0, deadline - time.monotonic()))
+        worker.join(max(0.0, deadline - self.clock.monotonic()))
         if worker.is_alive():
             self._straggler = worker
             return self._fail(f"timed out after {format_duration(timeout)}")
@@ -96,7 +102,7 @@ class HttpProbe(Probe):
         values: list[tuple[str, float]] = []
         session = requests.Session()
         session.trust_env = False
-        started = time.monotonic()
+        started = self.clock.monotonic()
         try:
             verify: bool | str = False if cfg.insecure else (cfg.ca_file or True)
             remaining = max(0.001, deadline - started)
@@ -105,7 +111,7 @@ class HttpProbe(Probe):
                     cfg.method, cfg.url, headers=dict(cfg.headers),
                     data=None if cfg.body is None else cfg.body.encode(),
                     timeout=(remaining, remaining), allow_redirects=cfg.follow_redirects,
-                    verify=verify, stream=True,
+                    verify=verify, stream=True, proxies=proxies_for(cfg.url),
                 )
             except requests.exceptions.Timeout:
                 return self._fail(f"timed out after {format_duration(cfg.timeout)}")
@@ -119,10 +125,10 @@ class HttpProbe(Probe):
                 body = b""
                 if self.body_re is not None and cfg.method != "HEAD":
                     try:
-                        body = _read_body(resp, deadline)
+                        body = _read_body(resp, deadline, self.clock)
                     except requests.exceptions.RequestException as e:
                         return self._fail(f"reading the body: {_reason(e)}")
-                latency = time.monotonic() - started
+                latency = self.clock.monotonic() - started
             values += [("latency_seconds", latency), ("status_code", float(resp.status_code))]
             values += self._cert(now, deadline)
             head = f"{resp.status_code} {resp.reason or ''}".strip()
@@ -152,7 +158,7 @@ class HttpProbe(Probe):
         """``cert_expiry_days`` for https, or nothing (a failure is logged once)."""
         if not self.https:
             return []
-        remaining = deadline - time.monotonic()
+        remaining = deadline - self.clock.monotonic()
         if remaining <= 0:
             return []
         try:
@@ -172,13 +178,13 @@ class HttpProbe(Probe):
                            (("up", 0.0), *(values or ())))
 
 
-def _read_body(resp: Any, deadline: float) -> bytes:
+def _read_body(resp: Any, deadline: float, clock: Clock) -> bytes:
     parts: list[bytes] = []
     size = 0
     for chunk in resp.iter_content(_CHUNK):
         parts.append(chunk)
         size += len(chunk)
-        if size >= MAX_BODY or time.monotonic() >= deadline:
+        if size >= MAX_BODY or clock.monotonic() >= deadline:
             break
     return b"".join(parts)[:MAX_BODY]
 

@@ -197,6 +197,7 @@ class PerfDataResult:
     items: tuple[PerfData, ...]
     errors: int = 0
     problems: tuple[str, ...] = ()   # one line per error, for logs
+    truncated: int = 0               # items past ``limit``, counted but not read
 
 
 _Problem = Callable[[str], None]
@@ -204,13 +205,19 @@ _Problem = Callable[[str], None]
 _VALUE_RE = re.compile(rf"({_NUMBER})([^\d;]*)")
 _UOM_RE = re.compile(r"[^\d\s;=.+\-]*")
 MAX_PROBLEMS = 10
+MAX_ITEMS = 1000       # perfdata items read from one output; the rest are counted
 
 
-def parse_perfdata(text: str) -> PerfDataResult:
-    """All items in ``text``; never raises (see the module docstring)."""
+def parse_perfdata(text: str, limit: int = MAX_ITEMS) -> PerfDataResult:
+    """The first ``limit`` items in ``text``; never raises (see the module docstring).
+
+    Items past ``limit`` are delimited as usual but not read: only counted in
+    ``truncated``. Time and memory are linear in ``len(text)``.
+    """
     items: list[PerfData] = []
     problems: list[str] = []
     errors = 0
+    truncated = 0
 
     def problem(message: str) -> None:
         nonlocal errors
@@ -263,10 +270,13 @@ def parse_perfdata(text: str) -> PerfDataResult:
         j = _token_end(text, i)
         data = text[i:j]
         i = j
+        if len(items) >= limit:
+            truncated += 1
+            continue
         item = _item(label, data, problem)
         if item is not None:
             items.append(item)
-    return PerfDataResult(tuple(items), errors, tuple(problems))
+    return PerfDataResult(tuple(items), errors, tuple(problems), truncated)
 
 
 def _token_end(text: str, i: int) -> int:
@@ -343,10 +353,12 @@ class PluginOutput:
     perfdata: tuple[PerfData, ...] = ()
     errors: int = 0
     problems: tuple[str, ...] = ()
+    truncated: int = 0               # perfdata items past the limit, not read
 
 
-def parse_output(output: str) -> PluginOutput:
-    """Split ``output`` per the plugin API and parse every perfdata part."""
+def parse_output(output: str, limit: int = MAX_ITEMS) -> PluginOutput:
+    """Split ``output`` per the plugin API and parse the perfdata (at most ``limit``
+    items; see ``parse_perfdata``)."""
     lines = output.replace("\r\n", "\n").split("\n")
     first, _, perf = lines[0].partition("|")
     perf_parts = [perf]
@@ -362,9 +374,9 @@ def parse_output(output: str) -> PluginOutput:
         long_lines.append(line.rstrip())
     while long_lines and not long_lines[-1]:
         long_lines.pop()
-    parsed = parse_perfdata(" ".join(perf_parts))
+    parsed = parse_perfdata(" ".join(perf_parts), limit)
     return PluginOutput(first.strip(), "\n".join(long_lines), parsed.items,
-                        parsed.errors, parsed.problems)
+                        parsed.errors, parsed.problems, parsed.truncated)
 
 
 # -- metric names -----------------------------------------------------------------
@@ -390,15 +402,23 @@ def perfdata_values(items: Sequence[PerfData],
     already taken gets ``_2``, ``_3``, ... in order of appearance.
     """
     used = set(reserved)
+    next_suffix: dict[str, int] = {}    # per name: the first _k not yet tried
     out: list[tuple[str, float]] = []
     for item in items:
         base = item.in_base_units()
         name = safe_label(item.label)
         if name in reserved:
             name = "perf_" + name
-        unique, k = name, 2
-        while unique in used:
-            unique, k = f"{name}_{k}", k + 1
+        unique = name
+        if unique in used:
+            # Each name's counter only goes up, so the whole loop stays linear
+            # even when every item has the same label.
+            k = next_suffix.get(name, 2)
+            unique = f"{name}_{k}"
+            while unique in used:
+                k += 1
+                unique = f"{name}_{k}"
+            next_suffix[name] = k + 1
         used.add(unique)
         if base.value is not None:
             out.append((unique, base.value))

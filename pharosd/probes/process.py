@@ -21,11 +21,11 @@ from __future__ import annotations
 
 import os
 import re
-import time
 from dataclasses import dataclass
 
 import psutil
 
+from pharosd.clock import Clock
 from pharosd.errors import ProbeError
 from pharosd.probes.base import CheckResult, Probe
 from pharosd.probes.config import ProcessProbeConfig
@@ -47,8 +47,8 @@ class ProcessProbe(Probe):
     kind = "process"
     cfg: ProcessProbeConfig
 
-    def __init__(self, cfg: ProcessProbeConfig, every: float) -> None:
-        super().__init__(cfg, every)
+    def __init__(self, cfg: ProcessProbeConfig, every: float, clock: Clock | None = None) -> None:
+        super().__init__(cfg, every, clock)
         self.fail_status = UNKNOWN_STATE[cfg.level]
         self.cmdline_re = re.compile(cfg.cmdline) if cfg.cmdline is not None else None
         self.what = describe_match(cfg)
@@ -61,7 +61,7 @@ class ProcessProbe(Probe):
     def check(self, now: float) -> CheckResult:
         procs = self._find()
         stats = [s for s in (_stats(p) for p in procs) if s is not None]
-        mono = time.monotonic()
+        mono = self.clock.monotonic()
         count = len(stats)
         values: list[tuple[str, float]] = [
             ("count", float(count)),

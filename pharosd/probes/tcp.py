@@ -12,8 +12,8 @@ check past ``timeout`` (name resolution excepted: give an address).
 from __future__ import annotations
 
 import socket
-import time
 
+from pharosd.clock import Clock
 from pharosd.probes.base import CheckResult, Probe
 from pharosd.probes.config import TcpProbeConfig
 from pharosd.probes.status import OK, UNKNOWN_STATE
@@ -26,15 +26,16 @@ class TcpProbe(Probe):
     kind = "tcp"
     cfg: TcpProbeConfig
 
-    def __init__(self, cfg: TcpProbeConfig, every: float) -> None:
-        super().__init__(cfg, every)
+    def __init__(self, cfg: TcpProbeConfig, every: float, clock: Clock | None = None) -> None:
+        super().__init__(cfg, every, clock)
         self.fail_status = UNKNOWN_STATE[cfg.level]
         host = f"[{cfg.host}]" if ":" in cfg.host else cfg.host
         self.what = f"{host}:{cfg.port}"
 
     def check(self, now: float) -> CheckResult:
         cfg = self.cfg
-        started = time.monotonic()
+        clock = self.clock
+        started = clock.monotonic()
         deadline = started + float(cfg.timeout)
         try:
             sock = socket.create_connection((cfg.host, cfg.port), timeout=float(cfg.timeout))
@@ -42,15 +43,15 @@ class TcpProbe(Probe):
             return self._fail(f"connect timed out after {format_duration(cfg.timeout)}")
         except OSError as e:
             return self._fail(_os_reason(e))
-        latency = time.monotonic() - started
+        latency = clock.monotonic() - started
         values = [("latency_seconds", latency)]
         with sock:
             try:
                 if cfg.send is not None:
-                    sock.settimeout(_left(deadline))
+                    sock.settimeout(_left(deadline, clock))
                     sock.sendall(cfg.send.encode())
                 if cfg.expect is not None:
-                    found, got = _expect(sock, cfg.expect.encode(), deadline)
+                    found, got = _expect(sock, cfg.expect.encode(), deadline, clock)
                     if not found:
                         return self._fail(f"expected {cfg.expect!r}, got {_show(got)}", values)
             except TimeoutError:
@@ -68,17 +69,18 @@ class TcpProbe(Probe):
                            (("up", 0.0), *(values or ())))
 
 
-def _left(deadline: float) -> float:
-    left = deadline - time.monotonic()
+def _left(deadline: float, clock: Clock) -> float:
+    left = deadline - clock.monotonic()
     if left <= 0:
         raise TimeoutError("deadline passed")
     return left
 
 
-def _expect(sock: socket.socket, want: bytes, deadline: float) -> tuple[bool, bytes]:
+def _expect(sock: socket.socket, want: bytes, deadline: float,
+            clock: Clock) -> tuple[bool, bytes]:
     got = b""
     while want not in got and len(got) < MAX_READ:
-        sock.settimeout(_left(deadline))
+        sock.settimeout(_left(deadline, clock))
         chunk = sock.recv(MAX_READ - len(got))
         if not chunk:
             break

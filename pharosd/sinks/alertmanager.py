@@ -34,8 +34,9 @@ import structlog
 from pharosd.clock import Clock, SystemClock
 from pharosd.errors import DeliveryError, PermanentDeliveryError
 from pharosd.model import AlertEvent
+from pharosd.redact import redact_url
 from pharosd.sinks.amformat import api_alert
-from pharosd.sinks.http import HttpPoster, safe_url
+from pharosd.sinks.http import HttpPoster
 
 log = structlog.get_logger(__name__)
 
@@ -156,13 +157,13 @@ class AlertmanagerSink:
             except DeliveryError as e:
                 if url not in self._failing:
                     self._failing.add(url)
-                    log.warning("alertmanager_resend_failed", sink=self.name, url=safe_url(url),
+                    log.warning("alertmanager_resend_failed", sink=self.name, url=redact_url(url),
                                 alerts=len(body), error=str(e))
             else:
                 if url in self._failing:
                     self._failing.discard(url)
                     log.info("alertmanager_resend_recovered", sink=self.name,
-                             url=safe_url(url))
+                             url=redact_url(url))
 
     def reopen(self) -> None:
         pass

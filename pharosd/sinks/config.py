@@ -1,7 +1,9 @@
 """Config shapes of the sinks (one dataclass per ``kind``); see pharosd.config.schema.
 
 Every sink has a ``name`` (unique; it also names the sink's outbox file), a
-``kind`` and a ``retry`` policy for its outbox. Secrets come either inline
+``kind``, a ``retry`` policy for its outbox, an optional ``filter`` (which
+alerts it gets) and an optional ``repeat`` (reminders while an alert fires);
+docs/alerting.md describes routing and reminders. Secrets come either inline
 (``token``, ``password``, ``secret``: write ``${ENV_VAR}`` there) or from a
 file (``token_file``, ...: read when the sink is built, surrounding
 whitespace stripped); never both. docs/sinks.md documents every key.
@@ -10,10 +12,13 @@ whitespace stripped); never both. docs/sinks.md documents every key.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal, Protocol
 from urllib.parse import urlsplit
 
+from pharosd.checks import command_issues
+from pharosd.model import Level
+from pharosd.redact import redact_url
 from pharosd.types import Duration, FrozenDict, Size
 
 Facility = Literal[
@@ -49,6 +54,28 @@ def _backlog() -> dict[str, float]:
 
 
 @dataclass(frozen=True)
+class FilterConfig:
+    """Which alerts a sink gets: every part given must match (levels: any of them;
+    rules: any of the globs; labels: every glob)."""
+
+    levels: tuple[Level, ...] = ()
+    rules: tuple[str, ...] = ()
+    labels: FrozenDict[str] = field(default_factory=FrozenDict)
+
+    def check(self) -> list[tuple[str, str]]:
+        if not self.levels and not self.rules and not self.labels:
+            return [("", "expected at least one of levels, rules, labels "
+                         "(leave 'filter' out to get every alert)")]
+        return []
+
+
+def _route_issues(c: SinkConfig) -> list[tuple[str, str]]:
+    if c.repeat is not None and c.repeat <= 0:
+        return [("repeat", f"expected a duration above 0, got {c.repeat:g}s")]
+    return []
+
+
+@dataclass(frozen=True)
 class FileSinkConfig:
     """Append one JSON alert event per line to ``path``."""
 
@@ -60,11 +87,13 @@ class FileSinkConfig:
     fsync: bool = True                # fsync after each event (flush always)
     retry: RetryConfig = field(default_factory=RetryConfig)
     max_backlog: int = field(default=10_000, metadata=_backlog())
+    filter: FilterConfig | None = None    # which alerts it gets (default: all)
+    repeat: Duration | None = None        # remind of a firing alert this often
 
     def check(self) -> list[tuple[str, str]]:
         if self.max_size is not None and self.max_size <= 0:
             return [("max_size", f"expected a size above 0, got {self.max_size}")]
-        return []
+        return _route_issues(self)
 
 
 @dataclass(frozen=True)
@@ -75,6 +104,11 @@ class LogSinkConfig:
     kind: Literal["log"]
     retry: RetryConfig = field(default_factory=RetryConfig)
     max_backlog: int = field(default=10_000, metadata=_backlog())
+    filter: FilterConfig | None = None    # which alerts it gets (default: all)
+    repeat: Duration | None = None        # remind of a firing alert this often
+
+    def check(self) -> list[tuple[str, str]]:
+        return _route_issues(self)
 
 
 @dataclass(frozen=True)
@@ -93,6 +127,8 @@ class SyslogSinkConfig:
     timeout: Duration = Duration(5.0)  # tcp connect and send
     retry: RetryConfig = field(default_factory=RetryConfig)
     max_backlog: int = field(default=10_000, metadata=_backlog())
+    filter: FilterConfig | None = None    # which alerts it gets (default: all)
+    repeat: Duration | None = None        # remind of a firing alert this often
 
     def check(self) -> list[tuple[str, str]]:
         if self.transport in ("udp", "tcp") and not self.host:
@@ -101,13 +137,13 @@ class SyslogSinkConfig:
             return [("host", "expected no host with transport 'unix' (set 'socket')")]
         if self.timeout <= 0:
             return [("timeout", f"expected a duration above 0, got {self.timeout:g}s")]
-        return []
+        return _route_issues(self)
 
 
 def _http_issues(url: str, key: str) -> list[tuple[str, str]]:
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.netloc:
-        return [(key, f"expected an http:// or https:// URL, got {url!r}")]
+        return [(key, f"expected an http:// or https:// URL, got {redact_url(url)!r}")]
     return []
 
 
@@ -133,6 +169,9 @@ def _auth_issues(c: WebhookSinkConfig | AlertmanagerSinkConfig) -> list[tuple[st
         issues.append(("timeout", f"expected a duration above 0, got {c.timeout:g}s"))
     if c.key_file is not None and c.cert_file is None:
         issues.append(("cert_file", "expected cert_file with key_file"))
+    if c.insecure and c.ca_file is not None:
+        issues.append(("insecure", "expected either 'ca_file' or 'insecure: true', not both "
+                                   "(insecure would ignore the CA file)"))
     return issues
 
 
@@ -161,10 +200,12 @@ class WebhookSinkConfig:
     generator_url: str = ""           # format alertmanager: alerts[].generatorURL
     retry: RetryConfig = field(default_factory=RetryConfig)
     max_backlog: int = field(default=10_000, metadata=_backlog())
+    filter: FilterConfig | None = None    # which alerts it gets (default: all)
+    repeat: Duration | None = None        # remind of a firing alert this often
 
     def check(self) -> list[tuple[str, str]]:
         return (_http_issues(self.url, "url") + _auth_issues(self)
-                + _pair_issues(self, ("secret",)))
+                + _pair_issues(self, ("secret",)) + _route_issues(self))
 
 
 @dataclass(frozen=True)
@@ -191,6 +232,8 @@ class AlertmanagerSinkConfig:
     timeout: Duration = Duration(10.0)
     retry: RetryConfig = field(default_factory=RetryConfig)
     max_backlog: int = field(default=10_000, metadata=_backlog())
+    filter: FilterConfig | None = None    # which alerts it gets (default: all)
+    repeat: Duration | None = None        # remind of a firing alert this often
 
     def check(self) -> list[tuple[str, str]]:
         issues: list[tuple[str, str]] = []
@@ -203,7 +246,7 @@ class AlertmanagerSinkConfig:
         if self.resolved_for < 0:
             issues.append(("resolved_for",
                            f"expected a duration of 0 or more, got {self.resolved_for:g}s"))
-        return issues + _auth_issues(self)
+        return issues + _auth_issues(self) + _route_issues(self)
 
 
 def _address_issues(key: str, address: str) -> list[tuple[str, str]]:
@@ -252,6 +295,8 @@ class EmailSinkConfig:
     timeout: Duration = Duration(30.0)  # each network operation
     retry: RetryConfig = field(default_factory=RetryConfig)
     max_backlog: int = field(default=10_000, metadata=_backlog())
+    filter: FilterConfig | None = None    # which alerts it gets (default: all)
+    repeat: Duration | None = None        # remind of a firing alert this often
 
     def resolved_port(self) -> int:
         return self.port if self.port is not None else (465 if self.ssl else 25)
@@ -277,7 +322,7 @@ class EmailSinkConfig:
             issues.append(("insecure", "expected either ca_file or insecure: true, not both"))
         if self.timeout <= 0:
             issues.append(("timeout", f"expected a duration above 0, got {self.timeout:g}s"))
-        return issues + template_issues("subject", self.subject)
+        return issues + template_issues("subject", self.subject) + _route_issues(self)
 
 
 EXEC_RETRY_EXIT = 75                  # EX_TEMPFAIL (sysexits.h)
@@ -294,25 +339,24 @@ class ExecSinkConfig:
     env: FrozenDict[str] = field(default_factory=FrozenDict)  # added to PATH and LANG
     retry: RetryConfig = field(default_factory=RetryConfig)
     max_backlog: int = field(default=10_000, metadata=_backlog())
+    filter: FilterConfig | None = None    # which alerts it gets (default: all)
+    repeat: Duration | None = None        # remind of a firing alert this often
 
     def check(self) -> list[tuple[str, str]]:
-        issues: list[tuple[str, str]] = []
-        if not self.command:
-            issues.append(("command", "expected a non-empty list: the program and its "
-                                      "arguments"))
-        elif not self.command[0].startswith("/"):
-            issues.append(("command", "expected an absolute path as the program, got "
-                                      f"{self.command[0]!r}"))
-        for key in self.env:
-            if not key or "=" in key or "\0" in key:
-                issues.append(("env", f"expected environment variable names, got {key!r}"))
+        issues = command_issues(self.command, self.env)
         if self.timeout <= 0:
             issues.append(("timeout", f"expected a duration above 0, got {self.timeout:g}s"))
-        return issues
+        return issues + _route_issues(self)
 
 
 SinkConfig = (FileSinkConfig | LogSinkConfig | SyslogSinkConfig | WebhookSinkConfig
               | AlertmanagerSinkConfig | EmailSinkConfig | ExecSinkConfig)
+
+
+def delivery_part(cfg: SinkConfig) -> SinkConfig:
+    """A sink's config without what only the notifier reads (``filter``, ``repeat``):
+    a reload that changes only those keeps the sink's worker, outbox and counters."""
+    return replace(cfg, filter=None, repeat=None)
 
 
 class SinkSettings(Protocol):

@@ -36,9 +36,9 @@ from email.message import EmailMessage
 
 import structlog
 
-from pharosd.errors import DeliveryError, PermanentDeliveryError
+from pharosd.errors import DeliveryError, PermanentDeliveryError, describe_error
 from pharosd.model import AlertEvent, Labels, rfc3339
-from pharosd.sinks.http import scrub
+from pharosd.redact import scrub
 
 log = structlog.get_logger(__name__)
 
@@ -158,7 +158,7 @@ def classify_smtp_error(e: BaseException, where: str) -> DeliveryError:
     if isinstance(e, OSError):
         reason = e.strerror or str(e) or type(e).__name__
         return DeliveryError(f"{where}: {type(e).__name__}: {reason}")
-    return DeliveryError(f"{where}: {type(e).__name__}: {e}")
+    return DeliveryError(f"{where}: {describe_error(e)}")
 
 
 class EmailSink:

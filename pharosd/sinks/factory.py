@@ -1,7 +1,7 @@
 """``build_sink``: a sink config becomes a ready ``Sink``.
 
-Secrets given as ``*_file`` are read here (surrounding whitespace
-stripped); a file that cannot be read is a ``ConfigError`` naming the key,
+Secrets given as ``*_file`` are read here (``pharosd.secretfile``: surrounding
+whitespace stripped); a file that cannot be read is a ``ConfigError`` naming the key,
 never the secret. Each kind's module is imported only when a sink of that
 kind is built, so a daemon without HTTP sinks never loads requests.
 ``state_dir`` places the file sink's default path and
@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 
 from pharosd.clock import Clock
-from pharosd.errors import ConfigError, ConfigIssue
+from pharosd.secretfile import read_secret_file
 from pharosd.sinks.base import Sink
 from pharosd.sinks.config import (
     AlertmanagerSinkConfig,
@@ -37,15 +37,7 @@ def read_secret(cfg: object, key: str) -> str | None:
     path = getattr(cfg, key + "_file", None)
     if path is None:
         return None
-    try:
-        with open(path, encoding="utf-8") as fh:
-            return fh.read().strip()
-    except (OSError, UnicodeDecodeError) as e:
-        name = getattr(cfg, "name", "?")
-        reason = e.strerror if isinstance(e, OSError) and e.strerror else type(e).__name__
-        raise ConfigError([ConfigIssue(
-            file=str(path), line=0, column=0, path=f"sinks[{name}].{key}_file",
-            message=f"cannot read the secret file: {reason}")]) from None
+    return read_secret_file(str(path), f"sinks[{getattr(cfg, 'name', '?')}].{key}_file")
 
 
 def default_file_path(state_dir: str) -> str:
@@ -95,7 +87,7 @@ def build_sink(cfg: SinkConfig, *, state_dir: str, host: str, ephemeral: bool = 
         kw = _http_kwargs(cfg)
         return WebhookSink(cfg.name, cfg.url, fmt=cfg.format, secret=read_secret(cfg, "secret"),
                            external_url=cfg.external_url, generator_url=cfg.generator_url,
-                           **kw)  # type: ignore[arg-type]
+                           clock=clock, **kw)  # type: ignore[arg-type]
     if isinstance(cfg, AlertmanagerSinkConfig):
         from pharosd.sinks.alertmanager import AlertmanagerSink
 
@@ -115,5 +107,6 @@ def build_sink(cfg: SinkConfig, *, state_dir: str, host: str, ephemeral: bool = 
     if isinstance(cfg, ExecSinkConfig):
         from pharosd.sinks.exec import ExecSink
 
-        return ExecSink(cfg.name, cfg.command, env=dict(cfg.env), timeout=float(cfg.timeout))
+        return ExecSink(cfg.name, cfg.command, env=dict(cfg.env), timeout=float(cfg.timeout),
+                        clock=clock)
     raise TypeError(f"unknown sink config {type(cfg).__name__}")

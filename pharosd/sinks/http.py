@@ -6,43 +6,32 @@ honouring ``Retry-After``; any other 4xx is a ``PermanentDeliveryError``
 carrying the status and the first 200 bytes of the body. ``HttpPoster``
 owns one ``requests.Session`` (imported lazily) with the sink's TLS and
 auth settings, and turns connection errors and timeouts into retryable
-``DeliveryError``. Error messages never contain the sink's secrets.
+``DeliveryError``. Error messages never contain the sink's secrets (URLs
+through ``pharosd.redact.redact_url``, known secrets ``scrub``-bed);
+``Retry-After`` is read by ``pharosd.backoff.parse_retry_after``.
 """
 
 from __future__ import annotations
 
-import email.utils
 import threading
-from collections.abc import Iterable, Mapping
+import time
+from collections.abc import Mapping
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import structlog
 
 from pharosd import __version__
-from pharosd.errors import DeliveryError, PermanentDeliveryError
+from pharosd.backoff import parse_retry_after
+from pharosd.errors import DeliveryError, PermanentDeliveryError, describe_error
+from pharosd.httpclient import BoundedClient, new_session
+from pharosd.redact import redact_url, scrub
 
 log = structlog.get_logger(__name__)
 
 RETRY_STATUSES = frozenset({408, 425, 429})
 BODY_EXCERPT = 200
 USER_AGENT = f"pharosd/{__version__}"
-
-
-def parse_retry_after(value: str | None, now_wall: float) -> float | None:
-    """Seconds to wait from a ``Retry-After`` header (delta-seconds or an HTTP date)."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if when is None:
-        return None
-    return max(0.0, when.timestamp() - now_wall)
 
 
 def classify_response(status: int, body: bytes, retry_after: str | None, now_wall: float,
@@ -55,22 +44,6 @@ def classify_response(status: int, body: bytes, retry_after: str | None, now_wal
     if status in RETRY_STATUSES or status >= 500 or status < 400:
         raise DeliveryError(message, retry_after=parse_retry_after(retry_after, now_wall))
     raise PermanentDeliveryError(message)
-
-
-def safe_url(url: str) -> str:
-    """The URL without user:password and without its query string (may hold tokens)."""
-    parts = urlsplit(url)
-    netloc = parts.hostname or ""
-    if parts.port:
-        netloc = f"{netloc}:{parts.port}"
-    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
-
-
-def scrub(text: str, secrets: Iterable[str]) -> str:
-    for s in secrets:
-        if s and len(s) >= 3:
-            text = text.replace(s, "***")
-    return text
 
 
 class HttpPoster:
@@ -92,14 +65,13 @@ class HttpPoster:
         self.timeout = timeout
         self._session: Any = None
         self._lock = threading.Lock()
+        self._bounded = BoundedClient()      # whole-request deadline, capped body
         self._secrets = [s for s in (token, password, *self.headers.values()) if s]
 
     def _get_session(self) -> Any:
-        import requests
-
         with self._lock:
             if self._session is None:
-                s = requests.Session()
+                s = new_session()        # proxies from the environment, trust from config
                 s.headers["User-Agent"] = USER_AGENT
                 s.headers.update(self.headers)
                 if self.token is not None:
@@ -118,18 +90,19 @@ class HttpPoster:
         import requests
 
         session = self._get_session()
-        where = f"POST {safe_url(url)}"
+        where = f"POST {redact_url(url)}"
         parts = urlsplit(url)
         secrets = [*self._secrets, parts.query, parts.password or ""]
         try:
             # verify per request: a session's verify loses to $REQUESTS_CA_BUNDLE
-            resp = session.post(url, data=body, headers=dict(headers), timeout=self.timeout,
-                                allow_redirects=False, verify=self._verify())
-            excerpt = resp.content[:BODY_EXCERPT] if resp.content else b""
+            resp = self._bounded.post(session, url, data=body, headers=headers,
+                                      deadline=time.monotonic() + self.timeout,
+                                      allow_redirects=False, verify=self._verify())
+            excerpt = resp.body[:BODY_EXCERPT]
         except requests.exceptions.RequestException as e:
-            raise DeliveryError(scrub(f"{where}: {type(e).__name__}: {e}", secrets)) from None
+            raise DeliveryError(scrub(f"{where}: {describe_error(e)}", secrets)) from None
         try:
-            classify_response(resp.status_code, excerpt, resp.headers.get("Retry-After"),
+            classify_response(resp.status, excerpt, resp.headers.get("Retry-After"),
                               now_wall, where)
         except DeliveryError as e:
             msg = scrub(str(e), secrets)

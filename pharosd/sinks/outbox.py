@@ -4,8 +4,9 @@ One database file per sink (``<state_dir>/outbox/<name>.db``) holds one
 table of pending events in submit order (``seq`` never reused). A row is
 written before delivery is tried and deleted only once the event is
 delivered or given up, so pending events survive a restart and ``kill -9``.
-Commits use ``synchronous=FULL``: a committed event also survives a power
-cut. The queue is bounded (``max_rows``): when full, the oldest row is
+The file is opened by ``pharosd.sqlitedb.open_sqlite`` (WAL checked, mode
+0640); commits use ``synchronous=FULL``: a committed event also survives a
+power cut. The queue is bounded (``max_rows``): when full, the oldest row is
 dropped and counted.
 
 This class is not thread-safe on its own; ``SinkWorker`` serialises access
@@ -22,6 +23,7 @@ import sqlite3
 from dataclasses import dataclass
 
 from pharosd.model import AlertEvent
+from pharosd.sqlitedb import open_sqlite
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
@@ -77,14 +79,8 @@ class Outbox:
     def __init__(self, path: str, *, max_rows: int = 10_000) -> None:
         self.path = path
         self.max_rows = max_rows
-        d = os.path.dirname(path)
-        if d:
-            os.makedirs(d, mode=0o750, exist_ok=True)
-        self._conn = sqlite3.connect(path, timeout=5.0, isolation_level=None,
-                                     check_same_thread=False)
+        self._conn = open_sqlite(path, busy_timeout=5.0, synchronous="FULL")
         try:
-            self._conn.execute("PRAGMA journal_mode=WAL")
-            self._conn.execute("PRAGMA synchronous=FULL")
             self._conn.executescript(_SCHEMA)
             self._count = int(self._conn.execute("SELECT COUNT(*) FROM events").fetchone()[0])
         except sqlite3.Error:

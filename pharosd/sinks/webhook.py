@@ -14,9 +14,9 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 
+from pharosd.clock import Clock, SystemClock
 from pharosd.model import AlertEvent
 from pharosd.sinks.amformat import webhook_body
 from pharosd.sinks.http import HttpPoster
@@ -58,8 +58,7 @@ class WebhookSink:
                  secret: str | None = None, ca_file: str | None = None,
                  cert_file: str | None = None, key_file: str | None = None,
                  insecure: bool = False, timeout: float = 10.0, external_url: str = "",
-                 generator_url: str = "",
-                 wall: Callable[[], float] = time.time) -> None:
+                 generator_url: str = "", clock: Clock | None = None) -> None:
         self.name = name
         self.url = url
         self.fmt = fmt
@@ -67,7 +66,7 @@ class WebhookSink:
         self.generator_url = generator_url
         self.blocking_timeout = 2 * timeout + 1.0
         self._secret = secret
-        self._wall = wall
+        self._clock: Clock = clock or SystemClock()
         self._http = HttpPoster(headers=headers, token=token, username=username,
                                 password=password, ca_file=ca_file, cert_file=cert_file,
                                 key_file=key_file, insecure=insecure, timeout=timeout)
@@ -75,7 +74,7 @@ class WebhookSink:
     def deliver(self, event: AlertEvent) -> None:
         body = encode_body(event, self.fmt, receiver=self.name, external_url=self.external_url,
                            generator_url=self.generator_url)
-        now = self._wall()
+        now = self._clock.wall()
         self._http.post(self.url, body, request_headers(event, body, self._secret, now), now)
 
     def reopen(self) -> None:

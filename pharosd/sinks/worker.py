@@ -4,9 +4,11 @@
 outbox (SQLite) and returns; it never raises. ``run`` runs on the worker's
 own thread: it delivers the oldest pending event of every alert
 (fingerprint), one at a time, so events of one alert arrive in order while
-a failing alert never blocks the others. A failure is retried after an
-exponential backoff with jitter (``backoff_delay``), or after the
-receiver's ``retry_after``; an event older than ``max_age`` is given up;
+a failing alert never blocks the others. A failure is retried after
+``pharosd.backoff.Backoff`` (doubling from ``retry.initial`` to ``retry.max``,
+shortened by up to 20 % at random, and never sooner than the receiver's
+``retry_after``, which counts up to ``RETRY_AFTER_CAP`` or ``retry.max``
+if longer); an event older than ``max_age`` is given up;
 a ``PermanentDeliveryError`` drops the event at once. Every drop is logged
 at error level and counted by reason in ``status()``.
 
@@ -32,6 +34,7 @@ from typing import Any
 
 import structlog
 
+from pharosd.backoff import Backoff
 from pharosd.clock import Clock, SystemClock
 from pharosd.errors import DeliveryError, PermanentDeliveryError
 from pharosd.model import AlertEvent
@@ -48,19 +51,6 @@ PERIODIC_EVERY = 1.0            # seconds between calls of sink.periodic
 RETRY_AFTER_CAP = 3600.0        # a receiver's Retry-After is honoured up to this
 _DONE_CAPACITY = 10_000
 _POLL = 0.25                    # how often an idle worker looks at its stop signal
-
-
-def backoff_delay(attempt: int, initial: float, maximum: float, rand: float,
-                  jitter: float = 0.2) -> float:
-    """Seconds to wait after the ``attempt``-th failure (1-based).
-
-    ``initial`` doubling per attempt up to ``maximum``, then reduced by up
-    to ``jitter`` (a fraction) using ``rand`` in [0, 1) so that many alerts
-    failing together do not retry in lockstep.
-    """
-    exp = min(max(attempt - 1, 0), 64)
-    base = min(maximum, initial * math.pow(2.0, exp))
-    return base * (1.0 - jitter * min(max(rand, 0.0), 1.0))
 
 
 @dataclass
@@ -86,6 +76,8 @@ class SinkWorker:
                                      else backoff_initial)
         self.backoff_max = float(retry.max if backoff_max is None else backoff_max)
         self.max_age = float(retry.max_age if max_age is None else max_age)
+        self._backoff = Backoff(self.backoff_initial, self.backoff_max,
+                                retry_after_cap=max(self.backoff_max, RETRY_AFTER_CAP))
         self._sink = sink
         self._clock: Clock = clock or SystemClock()
         self._rng = rng or random.Random()
@@ -182,6 +174,19 @@ class SinkWorker:
             "last_success": self.last_success,
         }
 
+    def carry_over(self, old: SinkWorker) -> None:
+        """A reload rebuilt this sink: take over the counts of the worker it replaces
+        (stopped and closed), so status and /metrics count per sink since the start."""
+        with self._lock:
+            self.delivered += old.delivered
+            self.retried += old.retried
+            self.outbox_write_failed += old.outbox_write_failed
+            self.dropped.update(old.dropped)
+            if self.last_error is None:
+                self.last_error = old.last_error
+            if self.last_success is None:
+                self.last_success = old.last_success
+
     def close(self) -> None:
         with self._lock:
             if self._closed:
@@ -276,11 +281,7 @@ class SinkWorker:
         state.attempts += 1
         self.retried += 1
         self.last_error = error
-        if retry_after is not None and retry_after >= 0:
-            delay = min(float(retry_after), max(self.backoff_max, RETRY_AFTER_CAP))
-        else:
-            delay = backoff_delay(state.attempts, self.backoff_initial, self.backoff_max,
-                                  self._rng.random())
+        delay = self._backoff.delay(state.attempts - 1, self._rng.random(), retry_after)
         state.due = self._clock.monotonic() + delay
         log.warning("alert_delivery_failed", sink=self.name, event_id=event.id,
                     fingerprint=event.fingerprint, rule=event.rule, status=event.status,

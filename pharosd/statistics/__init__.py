@@ -7,7 +7,9 @@ a name. ``config`` (``StatisticConfig`` and the statistic names),
 per-second rates, pure), ``procfs`` (/proc readers and parsers), ``cpu``
 (cpu, load), ``memory`` (memory, swap), ``disk`` (disk, diskio),
 ``network``, ``system`` (processes, files, uptime), ``sensors``
-(temperature), ``pressure`` (Linux PSI), ``services`` (systemd units).
+(temperature), ``pressure`` (Linux PSI), ``services`` (systemd units),
+``plugins`` (finding a ``python:`` statistic's class: plugin_dirs, entry
+points) and ``python`` (the plugin protocol and its isolation).
 The collector that polls them is ``pharosd.collection.worker``. Metric
 names: docs/metrics.md.
 """

@@ -19,24 +19,16 @@ from __future__ import annotations
 
 import fnmatch
 import re
-import time
-from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
+from collections.abc import Hashable, Iterable, Mapping, Sequence
 
 import structlog
 
+from pharosd.clock import Clock, SystemClock
+from pharosd.errors import describe_error
 from pharosd.model import Labels, Sample
 from pharosd.statistics.config import StatisticConfig
 
 log = structlog.get_logger(__name__)
-
-Monotonic = Callable[[], float]
-
-
-def describe_error(e: BaseException) -> str:
-    """``OSError: [Errno 2] ...`` style text, never empty."""
-    text = str(e)
-    return f"{type(e).__name__}: {text}" if text else type(e).__name__
-
 
 class Statistic:
     """Base of the built-in statistics; subclasses implement ``collect``."""
@@ -125,15 +117,15 @@ class ItemErrors:
 class Every:
     """True from ``due()`` at most once per ``seconds`` (and on the first call)."""
 
-    __slots__ = ("_last", "_monotonic", "seconds")
+    __slots__ = ("_clock", "_last", "seconds")
 
-    def __init__(self, seconds: float, monotonic: Monotonic = time.monotonic) -> None:
+    def __init__(self, seconds: float, clock: Clock | None = None) -> None:
         self.seconds = seconds
-        self._monotonic = monotonic
+        self._clock: Clock = clock or SystemClock()
         self._last: float | None = None
 
     def due(self) -> bool:
-        now = self._monotonic()
+        now = self._clock.monotonic()
         if self._last is None or now - self._last >= self.seconds or now < self._last:
             self._last = now
             return True

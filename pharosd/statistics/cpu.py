@@ -19,11 +19,11 @@ online logical cpus, re-read at most once a minute).
 from __future__ import annotations
 
 import os
-import time
 from dataclasses import dataclass, fields
 
+from pharosd.clock import Clock
 from pharosd.model import NO_LABELS, Sample, labels_of
-from pharosd.statistics.base import Every, Monotonic, Statistic
+from pharosd.statistics.base import Every, Statistic
 from pharosd.statistics.config import StatisticConfig
 from pharosd.statistics.procfs import DEFAULT_PROCFS, CpuTimes, read_proc_stat
 
@@ -90,9 +90,9 @@ class CpuStatistic(Statistic):
 
 class LoadStatistic(Statistic):
     def __init__(self, cfg: StatisticConfig, every: float, *,
-                 monotonic: Monotonic = time.monotonic) -> None:
+                 clock: Clock | None = None) -> None:
         super().__init__(cfg, every)
-        self._count_refresh = Every(60.0, monotonic)
+        self._count_refresh = Every(60.0, clock)
         self._cpus = 1
 
     def collect(self, now: float) -> list[Sample]:

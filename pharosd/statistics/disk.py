@@ -38,17 +38,16 @@ is hidden global state; ``pharosd.statistics.rates`` handles resets.
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import psutil
 
+from pharosd.clock import Clock, SystemClock
 from pharosd.model import Labels, Sample, labels_of
 from pharosd.statistics.base import (
     Every,
     ItemErrors,
-    Monotonic,
     NameFilter,
     Statistic,
     rate_samples,
@@ -134,13 +133,13 @@ class DiskStatistic(Statistic):
                  procfs: str = DEFAULT_PROCFS,
                  statvfs: Callable[[str], Any] = os.statvfs,
                  is_dir: Callable[[str], bool] = os.path.isdir,
-                 monotonic: Monotonic = time.monotonic) -> None:
+                 clock: Clock | None = None) -> None:
         super().__init__(cfg, every)
         self._procfs = procfs
         self._statvfs = statvfs
         self._is_dir = is_dir
         self._filter = NameFilter(cfg.include, cfg.exclude)
-        self._refresh = Every(REFRESH_SECONDS, monotonic)
+        self._refresh = Every(REFRESH_SECONDS, clock)
         self._mounts: list[Mount] = []
         self._errors = ItemErrors(cfg.name)
 
@@ -201,13 +200,13 @@ def _read_disk_counters() -> Mapping[str, Any]:
 class DiskIOStatistic(Statistic):
     def __init__(self, cfg: StatisticConfig, every: float, *,
                  read: Callable[[], Mapping[str, Any]] = _read_disk_counters,
-                 monotonic: Monotonic = time.monotonic) -> None:
+                 clock: Clock | None = None) -> None:
         super().__init__(cfg, every)
         self._read = read
-        self._monotonic = monotonic
+        self._clock: Clock = clock or SystemClock()
         self._filter = NameFilter(cfg.include, cfg.exclude, DISKIO_DEFAULT_EXCLUDE)
         self._rates: RateTracker[tuple[str, Labels]] = RateTracker()
 
     def collect(self, now: float) -> list[Sample]:
         counters = diskio_counters(self._read(), self._filter)
-        return rate_samples(self._rates.observe(counters, self._monotonic()), now)
+        return rate_samples(self._rates.observe(counters, self._clock.monotonic()), now)

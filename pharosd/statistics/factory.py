@@ -1,10 +1,15 @@
 """``build_statistic``: a ``StatisticConfig`` becomes a running ``Source``.
 
 The one place that maps statistic names to classes. ``every`` is the
-config's own, else ``default_every`` (the top-level ``interval``).
+config's own, else ``default_every`` (the top-level ``interval``). An entry
+with ``python:`` becomes a ``PythonStatistic`` around the class it names
+(found after ``plugin_dirs`` joined the import path).
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from pharosd.errors import ProbeError
 from pharosd.statistics.base import Statistic
@@ -19,11 +24,26 @@ from pharosd.statistics.sensors import TemperatureStatistic
 from pharosd.statistics.services import ServicesStatistic
 from pharosd.statistics.system import FilesStatistic, ProcessesStatistic, UptimeStatistic
 
+if TYPE_CHECKING:
+    from pharosd.statistics.python import PythonStatistic
+
 
 def build_statistic(cfg: StatisticConfig, default_every: float, *,
-                    procfs: str = DEFAULT_PROCFS) -> Statistic:
-    """A fresh statistic for ``cfg``; raises ``ProbeError`` for an unknown name."""
+                    procfs: str = DEFAULT_PROCFS, plugin_dirs: Sequence[str] = ()
+                    ) -> Statistic | PythonStatistic:
+    """A fresh statistic for ``cfg``; raises ``ProbeError`` for an unknown name and
+    ``PluginError`` for a Python class that cannot be imported."""
     every = float(cfg.every if cfg.every is not None else default_every)
+    if cfg.python is not None:
+        from pharosd.statistics.plugins import add_plugin_dirs, find_class
+        from pharosd.statistics.python import PythonStatistic
+
+        add_plugin_dirs(plugin_dirs)
+        return PythonStatistic(cfg, every, find_class(cfg.python))
+    return _builtin(cfg, every, procfs)
+
+
+def _builtin(cfg: StatisticConfig, every: float, procfs: str) -> Statistic:
     name = cfg.name
     if name == "cpu":
         return CpuStatistic(cfg, every, procfs=procfs)

@@ -10,14 +10,14 @@ container) are left out.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
 import psutil
 
+from pharosd.clock import Clock, SystemClock
 from pharosd.model import Labels, Sample, labels_of
-from pharosd.statistics.base import Monotonic, NameFilter, Statistic, rate_samples
+from pharosd.statistics.base import NameFilter, Statistic, rate_samples
 from pharosd.statistics.config import StatisticConfig
 from pharosd.statistics.rates import RateTracker
 
@@ -59,13 +59,13 @@ def _read_net_counters() -> Mapping[str, Any]:
 class NetworkStatistic(Statistic):
     def __init__(self, cfg: StatisticConfig, every: float, *,
                  read: Callable[[], Mapping[str, Any]] = _read_net_counters,
-                 monotonic: Monotonic = time.monotonic) -> None:
+                 clock: Clock | None = None) -> None:
         super().__init__(cfg, every)
         self._read = read
-        self._monotonic = monotonic
+        self._clock: Clock = clock or SystemClock()
         self._filter = NameFilter(cfg.include, cfg.exclude, NETWORK_DEFAULT_EXCLUDE)
         self._rates: RateTracker[tuple[str, Labels]] = RateTracker()
 
     def collect(self, now: float) -> list[Sample]:
         counters = network_counters(self._read(), self._filter)
-        return rate_samples(self._rates.observe(counters, self._monotonic()), now)
+        return rate_samples(self._rates.observe(counters, self._clock.monotonic()), now)

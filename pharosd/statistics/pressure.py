@@ -26,11 +26,11 @@ the other resources go on. ``procfs`` is injectable for tests.
 from __future__ import annotations
 
 import os
-import time
 from dataclasses import dataclass
 
+from pharosd.clock import Clock, SystemClock
 from pharosd.model import NO_LABELS, Labels, Sample
-from pharosd.statistics.base import ItemErrors, Monotonic, Statistic, rate_samples
+from pharosd.statistics.base import ItemErrors, Statistic, rate_samples
 from pharosd.statistics.config import StatisticConfig
 from pharosd.statistics.procfs import DEFAULT_PROCFS
 from pharosd.statistics.rates import RateTracker
@@ -83,10 +83,10 @@ def pressure_samples(resource: str, lines: dict[str, PressureLine], now: float
 
 class PressureStatistic(Statistic):
     def __init__(self, cfg: StatisticConfig, every: float, *, procfs: str = DEFAULT_PROCFS,
-                 monotonic: Monotonic = time.monotonic) -> None:
+                 clock: Clock | None = None) -> None:
         super().__init__(cfg, every)
         self._dir = os.path.join(procfs, "pressure")
-        self._monotonic = monotonic
+        self._clock: Clock = clock or SystemClock()
         self._rates: RateTracker[tuple[str, Labels]] = RateTracker()
         self._errors = ItemErrors(cfg.name)
 
@@ -105,6 +105,6 @@ class PressureStatistic(Statistic):
             out += samples
             counters.update(totals)
         # total is in microseconds: per second of wall time, 1e6 is 100 %
-        rates = self._rates.observe(counters, self._monotonic())
+        rates = self._rates.observe(counters, self._clock.monotonic())
         out += rate_samples({k: v / 1e4 for k, v in rates.items()}, now)
         return out

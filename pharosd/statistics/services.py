@@ -36,14 +36,14 @@ from __future__ import annotations
 
 import os
 import subprocess
-import time
 from collections.abc import Callable, Mapping, Sequence
 
 import structlog
 
+from pharosd.clock import Clock, SystemClock
 from pharosd.errors import ProbeError
 from pharosd.model import Labels, Sample, labels_of
-from pharosd.statistics.base import Monotonic, NameFilter, Statistic, rate_samples
+from pharosd.statistics.base import NameFilter, Statistic, rate_samples
 from pharosd.statistics.config import StatisticConfig
 from pharosd.statistics.rates import RateTracker
 
@@ -140,7 +140,7 @@ class ServicesStatistic(Statistic):
 
     def __init__(self, cfg: StatisticConfig, every: float, *,
                  runner: Runner = run_systemctl, systemd_dir: str = SYSTEMD_RUN_DIR,
-                 cgroup_root: str = CGROUP_ROOT, monotonic: Monotonic = time.monotonic,
+                 cgroup_root: str = CGROUP_ROOT, clock: Clock | None = None,
                  timeout: float = SYSTEMCTL_TIMEOUT) -> None:
         super().__init__(cfg, every)
         self.patterns = tuple(cfg.match) or DEFAULT_MATCH
@@ -148,7 +148,7 @@ class ServicesStatistic(Statistic):
         self._runner = runner
         self._systemd_dir = systemd_dir
         self._cgroup_root = cgroup_root
-        self._monotonic = monotonic
+        self._clock: Clock = clock or SystemClock()
         self._timeout = timeout
         self._rates: RateTracker[tuple[str, Labels]] = RateTracker()
         self._unavailable_logged = False
@@ -187,7 +187,7 @@ class ServicesStatistic(Statistic):
             if memory is not None:
                 out.append(Sample("services.memory_bytes", labels, memory, now))
         # usage_usec per second of wall time: 1e6 is one cpu, 100 %
-        rates = self._rates.observe(counters, self._monotonic())
+        rates = self._rates.observe(counters, self._clock.monotonic())
         out += rate_samples({k: v / 1e4 for k, v in rates.items()}, now)
         return out
 

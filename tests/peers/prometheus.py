@@ -1,5 +1,8 @@
 """A private Prometheus 2.42 on 127.0.0.1 accepting remote_write, for uplink tests.
 
+With ``scrape=["127.0.0.1:PORT"]`` it also scrapes those targets as job
+``pharosd`` every ``scrape_interval`` (for the HTTP listener's tests).
+
 Started with ``--web.enable-remote-write-receiver``, no scrape
 jobs, a temporary TSDB, and by default ``out_of_order_time_window: 6h`` so
 replayed old samples are taken (``ooo_window=None`` leaves it out).
@@ -24,9 +27,12 @@ class Prometheus(HttpPeer):
     ready_timeout = 60.0
     stop_timeout = 30.0
 
-    def __init__(self, tmp: Path, *, ooo_window: str | None = "6h") -> None:
+    def __init__(self, tmp: Path, *, ooo_window: str | None = "6h",
+                 scrape: list[str] | None = None, scrape_interval: str = "1s") -> None:
         super().__init__(tmp)
         self.ooo_window = ooo_window
+        self.scrape = scrape or []
+        self.scrape_interval = scrape_interval
 
     @property
     def write_url(self) -> str:
@@ -35,6 +41,12 @@ class Prometheus(HttpPeer):
     def _command(self) -> list[str]:
         conf = self.tmp / "prometheus.yml"
         text = "global: {scrape_interval: 1m}\nscrape_configs: []\n"
+        if self.scrape:     # one job `pharosd` scraping these host:port targets
+            targets = ", ".join(f"'{t}'" for t in self.scrape)
+            text = (f"global: {{scrape_interval: {self.scrape_interval}, "
+                    f"scrape_timeout: {self.scrape_interval}}}\n"
+                    f"scrape_configs:\n  - job_name: pharosd\n"
+                    f"    static_configs: [{{targets: [{targets}]}}]\n")
         if self.ooo_window:
             text += f"storage: {{tsdb: {{out_of_order_time_window: {self.ooo_window}}}}}\n"
         conf.write_text(text)

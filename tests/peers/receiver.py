@@ -19,6 +19,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from peers import free_port, wait_for
+from peers.serving import ServedOnThread
 
 HANG: tuple[int, dict[str, str], bytes] = (-1, {}, b"")
 
@@ -48,17 +49,15 @@ def ok(_: Request) -> tuple[int, dict[str, str], bytes]:
     return 200, {}, b""
 
 
-class Receiver:
+class Receiver(ServedOnThread):
     def __init__(self, respond: Responder = ok, port: int | None = None,
                  ssl_context: ssl.SSLContext | None = None) -> None:
+        super().__init__()
         self.respond = respond
         self.ssl_context = ssl_context
         self.port = port or free_port()
         self.requests: list[Request] = []
         self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
 
     @property
     def url(self) -> str:
@@ -94,30 +93,12 @@ class Receiver:
             def log_message(self, format: str, *args: Any) -> None:
                 pass
 
-        self._server = _QuietServer(("127.0.0.1", self.port), Handler)
-        self._server.daemon_threads = True
+        server = _QuietServer(("127.0.0.1", self.port), Handler)
+        server.daemon_threads = True
         if self.ssl_context is not None:
-            self._server.socket = self.ssl_context.wrap_socket(self._server.socket,
-                                                               server_side=True)
-        self._thread = threading.Thread(target=self._server.serve_forever,
-                                        kwargs={"poll_interval": 0.05}, daemon=True)
-        self._thread.start()
+            server.socket = self.ssl_context.wrap_socket(server.socket, server_side=True)
+        self._serve(server)
         return self
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-        if self._thread is not None:
-            self._thread.join(5)
-
-    def __enter__(self) -> Receiver:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     def received(self, status: int | None = None) -> list[Request]:
         with self._lock:

@@ -2,10 +2,10 @@
 
 Every message it receives is written as one JSON object per line with the
 fields a syslog sender controls (see ``FIELDS``), read back by
-``messages()``. Configured with ``SysSock.Use="off"`` so
-``/dev/log`` is never touched, ``UseSpecialParser="off"`` so RFC 5424 is
-parsed on the unix socket, and ``IgnoreTimestamp="off"`` so the sender's
-timestamp is kept.
+``messages()``. Set up so that it never disturbs the machine's own syslog
+and keeps what the sender wrote: ``SysSock.Use="off"`` so ``/dev/log`` is
+never touched, ``UseSpecialParser="off"`` so RFC 5424 is parsed on the unix
+socket, and ``IgnoreTimestamp="off"`` so the sender's timestamp is kept.
 """
 
 from __future__ import annotations
