@@ -29,7 +29,7 @@ import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import IO
 
@@ -115,9 +115,11 @@ class LiveGroups:
     ``close(sig)`` sends ``sig`` to every group and closes the set; a group
     registered after that (its command started between the owner's check and
     the close) gets ``sig`` at once instead of outliving the daemon.
+    ``signalled(pgid)`` is called for every group that got the signal.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, signalled: Callable[[int], None] | None = None) -> None:
+        self._signalled = signalled
         self._lock = threading.Lock()
         self._pgids: set[int] = set()
         self._closed_with: int | None = None
@@ -128,27 +130,27 @@ class LiveGroups:
             if sig is None:
                 self._pgids.add(pgid)
                 return
-        if _signal_group(pgid, sig):
-            log.info("command_signalled_on_stop", pgid=pgid, signal=signal.Signals(sig).name)
+        self._signal(pgid, sig)
 
     def discard(self, pgid: int) -> None:
         with self._lock:
             self._pgids.discard(pgid)
 
-    def close(self, sig: int) -> list[int]:
-        """Signal every group in flight, and any that registers later; the groups signalled."""
+    def close(self, sig: int) -> None:
+        """Signal every group in flight now, and any that registers later."""
         with self._lock:
             self._closed_with = sig
             pgids = sorted(self._pgids)
-        return [pgid for pgid in pgids if _signal_group(pgid, sig)]
+        for pgid in pgids:
+            self._signal(pgid, sig)
 
-
-def _signal_group(pgid: int, sig: int) -> bool:
-    try:
-        os.killpg(pgid, sig)
-    except OSError:                 # gone already, or not ours to signal
-        return False
-    return True
+    def _signal(self, pgid: int, sig: int) -> None:
+        try:
+            os.killpg(pgid, sig)
+        except OSError:             # gone already, or not ours to signal
+            return
+        if self._signalled is not None:
+            self._signalled(pgid)
 
 
 def run_command(argv: Sequence[str], env: Mapping[str, str], timeout: float, *,

@@ -454,15 +454,17 @@ def test_sixteen_thousand_perfdata_items_are_capped_counted_and_logged_once(tmp_
 def test_a_run_that_registers_after_the_stop_is_killed_at_once():
     # The daemon may stop between a run's Popen and its registration: close() then
     # finds nothing to kill, and the late registration must kill the group itself.
-    live = LiveGroups()
+    signalled: list[int] = []
+    live = LiveGroups(signalled.append)
     first = subprocess.Popen(["sleep", "30"], start_new_session=True)
     late = subprocess.Popen(["sleep", "30"], start_new_session=True)
     try:
         live.add(first.pid)
-        assert live.close(signal.SIGKILL) == [first.pid]
+        live.close(signal.SIGKILL)
         assert first.wait(5) == -signal.SIGKILL
         live.add(late.pid)
         assert late.wait(5) == -signal.SIGKILL
+        assert signalled == [first.pid, late.pid]
     finally:
         for p in (first, late):
             p.kill()

@@ -62,12 +62,14 @@ class ExecProbe(Probe):
         self.perfdata_truncated = 0      # perfdata items past MAX_ITEMS, in total
         self._truncating = False
         self._last_problem: str | None = None
-        self._live = LiveGroups()        # process groups of runs in flight
+        self._live = LiveGroups(self._killed_on_stop)   # process groups of runs in flight
 
     def close(self) -> None:
         """SIGKILL the process group of a run in flight, or starting (the daemon is stopping)."""
-        for pgid in self._live.close(signal.SIGKILL):
-            log.info("plugin_killed_on_stop", probe=self.name, pgid=pgid)
+        self._live.close(signal.SIGKILL)
+
+    def _killed_on_stop(self, pgid: int) -> None:
+        log.info("plugin_killed_on_stop", probe=self.name, pgid=pgid)
 
     def check(self, now: float) -> CheckResult:
         cfg = self.cfg
