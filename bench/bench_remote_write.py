@@ -1,6 +1,7 @@
 """Uplink benchmarks: encode + compress, spill write and drain, catch-up after a 1 h outage.
 
-Usage: ``python bench/bench_remote_write.py [--seconds S] [--series N] [--no-receivers]``
+Usage: ``python bench/bench_remote_write.py [--seconds S] [--series N] [--no-receivers]
+[--outage SECONDS] [--every SECONDS] [--only victoria-metrics|prometheus] [--skip-micro]``
 
 1. Encode + compress (remote_write WriteRequest, snappy block), one core: samples/s
    for 2000-sample requests of 200 series x 10 samples (a host's backlog) and of
@@ -13,7 +14,11 @@ Usage: ``python bench/bench_remote_write.py [--seconds S] [--series N] [--no-rec
    one hour as the pipeline writes it during an outage (one row per collection),
    then a Pipeline with live data flowing replays it into a real VictoriaMetrics
    and a real Prometheus (out_of_order_time_window 6h) on 127.0.0.1: seconds until
-   the spill is empty.
+   the spill is empty. ``--outage 3600 --every 1`` is a one-hour outage at a 1 s
+   interval (720,000 samples for 200 series). While it replays, live samples are
+   offered every second (the collection interval); the lag from a live sample's
+   timestamp to the acknowledgement of the request that carried it is reported
+   (max and median), as is the number of samples the receiver holds afterwards.
 
 Run by hand (never in the test suite); figures go in docs/uplink.md.
 """
@@ -32,6 +37,7 @@ import time
 import urllib.request
 from pathlib import Path
 from socket import socket
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -154,7 +160,8 @@ def start_receiver(kind: str, tmp: Path) -> tuple[subprocess.Popen[bytes], str] 
     return proc, f"http://127.0.0.1:{port}/api/v1/write"
 
 
-def bench_catch_up(kind: str, tmp: Path, series: int) -> None:
+def bench_catch_up(kind: str, tmp: Path, series: int, outage: float = 3600.0,
+                   every: float = 10.0) -> None:
     started = start_receiver(kind, tmp)
     if started is None:
         print(f"{kind:<17} not installed")
@@ -167,9 +174,10 @@ def bench_catch_up(kind: str, tmp: Path, series: int) -> None:
         now = time.time()
         sp = Spill(str(state / "spill.db"), cfg.spill.max_size, cfg.spill.max_age)
         sp.open()
-        first = now - 3600
-        for k in range(360):              # one row per collection, as an outage spills
-            t_ms = int((first + 10 * k) * 1000)
+        first = now - outage
+        rows = int(outage / every)
+        for k in range(rows):             # one row per collection, as an outage spills
+            t_ms = int((first + every * k) * 1000)
             sp.put("central", Batch.of([(key(s), t_ms, float(k)) for s in range(series)]))
         sp.close()
         p = Pipeline(cfg, state_dir=str(state), host="bench")
@@ -178,11 +186,24 @@ def bench_catch_up(kind: str, tmp: Path, series: int) -> None:
         [w] = p.workers()
         stop = threading.Event()
 
+        live_from_ms = int(now * 1000)
+        lags: list[float] = []
+        lane = p._lanes["central"]
+        finish = lane._finish
+
+        def timed_finish(req: Any, at: float) -> None:    # the lag of live samples
+            if req.verdict().name == "OK" and req.part.max_ts >= live_from_ms:
+                acked = time.time() * 1000
+                lags.extend((acked - t) / 1000 for t in req.part.ts if t >= live_from_ms)
+            finish(req, at)
+
+        lane._finish = timed_finish       # type: ignore[method-assign]
+
         def live() -> None:               # the host keeps collecting meanwhile
             while not stop.is_set():
                 t = time.time()
                 p.offer([Sample(key(s)[0], key(s)[1], 1.0, t) for s in range(series)])
-                stop.wait(10.0)
+                stop.wait(min(every, 1.0))
 
         producer = threading.Thread(target=live, daemon=True)
         start = time.perf_counter()
@@ -199,9 +220,13 @@ def bench_catch_up(kind: str, tmp: Path, series: int) -> None:
         worker.join(10)
         st = p.status()["receivers"][0]
         p.close()
-        print(f"{kind:<17} {backlog:,} samples (1 h x {series} series at 10 s) replayed in "
-              f"{took:.2f} s ({backlog / took:,.0f} samples/s, {st['requests']} requests, "
-              f"{cpu:.2f} s CPU), dropped {st['dropped'] or 0}")
+        lags.sort()
+        lag = (f"live lag max {lags[-1]:.2f} s, median {lags[len(lags) // 2]:.2f} s"
+               if lags else "no live sample acknowledged during the replay")
+        print(f"{kind:<17} {backlog:,} samples ({outage / 3600:g} h x {series} series at "
+              f"{every:g} s) replayed in {took:.2f} s ({backlog / took:,.0f} samples/s, "
+              f"{st['requests']} requests, {cpu:.2f} s CPU), dropped {st['dropped'] or 0}; "
+              f"{lag}")
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(30)
@@ -212,16 +237,23 @@ def main() -> int:
     ap.add_argument("--seconds", type=float, default=2.0)
     ap.add_argument("--series", type=int, default=200)
     ap.add_argument("--no-receivers", action="store_true")
+    ap.add_argument("--skip-micro", action="store_true")
+    ap.add_argument("--outage", type=float, default=3600.0)
+    ap.add_argument("--every", type=float, default=10.0)
+    ap.add_argument("--only", choices=("victoria-metrics", "prometheus"))
     args = ap.parse_args()
     print(f"python {sys.version.split()[0]}, {os.cpu_count()} cpus")
-    bench_encode(args.seconds)
-    with tempfile.TemporaryDirectory() as d:
-        bench_spill(Path(d), 200)
+    if not args.skip_micro:
+        bench_encode(args.seconds)
+        with tempfile.TemporaryDirectory() as d:
+            bench_spill(Path(d), 200)
     if not args.no_receivers:
-        print("## catch-up after a one-hour outage (default config)")
+        print(f"## catch-up after a {args.outage:g} s outage at {args.every:g} s")
         for kind in ("victoria-metrics", "prometheus"):
+            if args.only and kind != args.only:
+                continue
             with tempfile.TemporaryDirectory() as d:
-                bench_catch_up(kind, Path(d), args.series)
+                bench_catch_up(kind, Path(d), args.series, args.outage, args.every)
     return 0
 
 

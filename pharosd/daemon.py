@@ -10,6 +10,9 @@ files), lets the supervisor restart crashed workers,
 sends ``READY=1`` after the first collection and ``WATCHDOG=1`` at half the
 watchdog interval while every worker's heartbeat is fresh.
 
+Nothing that can heal is fatal: an unusable state directory, spill or outbox
+is logged, shown in ``status`` and ``STATUS=``, and retried (``statedir``).
+
 A reload builds every new part first and swaps only when all of them
 built: a config that does not parse, or a sink that cannot be built, is
 logged error by error, shown in ``STATUS=`` and leaves the old config
@@ -31,6 +34,7 @@ import structlog
 from pharosd import __version__, faults
 from pharosd.alerting.dispatch import NotifierWorker
 from pharosd.alerting.evaluator import Evaluator
+from pharosd.alerting.rules import compile_rules
 from pharosd.alerting.worker import EvaluatorWorker
 from pharosd.assembly import all_thresholds, build_sources, routes, schedule
 from pharosd.bus import Bus
@@ -41,7 +45,7 @@ from pharosd.config.loader import issue_at
 from pharosd.config.schema import Config
 from pharosd.control.protocol import Command, Peer, default_socket_path
 from pharosd.control.server import ControlServer
-from pharosd.errors import ConfigError, PharosError, SupervisorGaveUp
+from pharosd.errors import ConfigError, PharosError, SupervisorGaveUp, describe_error
 from pharosd.http.config import HttpConfig
 from pharosd.http.store import LatestValues
 from pharosd.http.view import LiveView, listener_families
@@ -60,6 +64,7 @@ from pharosd.sinks.factory import build_sink
 from pharosd.sinks.outbox import outbox_path
 from pharosd.sinks.worker import SinkWorker
 from pharosd.source import Source
+from pharosd.statedir import StateDir, problems
 from pharosd.supervisor import Supervisor
 from pharosd.worker import Worker
 
@@ -105,6 +110,7 @@ class Daemon:
         self.reload_state: dict[str, Any] = {"ok": True, "at": None, "errors": []}
         self.ready = False
         self._uplink_names: set[str] = set()
+        self.state_store = StateDir(self.state_dir)
         self.latest = LatestValues()
         self.http: HttpWorker | None = None
         self._gave_up = False
@@ -120,7 +126,7 @@ class Daemon:
 
     def _build(self) -> None:
         cfg = self.loaded.config
-        os.makedirs(self.state_dir, mode=0o750, exist_ok=True)
+        self.state_store.check()
         for sink_cfg in cfg.sinks:
             self.sinks[sink_cfg.name] = _SinkSlot(sink_cfg, self._sink_worker(sink_cfg))
         # bus -> notifier (routing, silences, maintenance, reminders) -> sinks' outboxes
@@ -162,6 +168,12 @@ class Daemon:
                                       changes=True),
             "silence_list": Command(lambda req, peer: {"silences": out.silences()}),
         }
+
+    def problems(self) -> list[str]:
+        """What is degraded now and heals by itself once fixed (``status``, STATUS=)."""
+        spill = self.pipeline.spill_error if self.pipeline.enabled else None
+        return problems(self.state_store, spill,
+                        {n: s.worker.outbox_state() for n, s in list(self.sinks.items())})
 
     def _sync_uplink_workers(self) -> None:
         """Start the uplink's workers when a reload turned it on; stop them when off."""
@@ -329,6 +341,7 @@ class Daemon:
                 log.critical("supervisor_gave_up", error=str(exc))
                 self.notifier.status(f"gave up: {exc}")
                 return self._shutdown(EXIT_GAVE_UP)
+            self.state_store.maybe_retry()
             if not self.ready and self.collector.first_collection.is_set():
                 self.ready = True
                 self.notifier.ready(self.status_line())
@@ -363,13 +376,18 @@ class Daemon:
         """SIGHUP: reopen files; re-read the config and apply it if valid."""
         for slot in self.sinks.values():
             slot.worker.reopen()
+        self.state_store.check()         # an operator who fixed the disk may say so with HUP
+        self.pipeline.retry_now()
         log.info("reload_requested", config=self.loaded.source)
         try:
             new = self._reload_config()
             self._apply(new)
-        except PharosError as exc:
-            errors = ([str(i) for i in exc.issues] if isinstance(exc, ConfigError)
-                      else [str(exc)])
+        except Exception as exc:    # whatever it is, the running config stays
+            if not isinstance(exc, PharosError):
+                log.error("reload_crashed", error=describe_error(exc)[:300], exc_info=True)
+            errors = ([str(i) for i in exc.issues] if isinstance(exc, ConfigError) else
+                      [str(exc)] if isinstance(exc, PharosError) else
+                      [f"{self.loaded.source}: not applied: {describe_error(exc)[:300]}"])
             for err in errors:
                 log.error("reload_failed", error=err)
             self.reload_state = {"ok": False, "at": self.clock.wall(), "errors": errors}
@@ -398,6 +416,7 @@ class Daemon:
                     built[name] = self._sink_worker(sink_cfg)
             sources = build_sources(cfg)
             thresholds = all_thresholds(cfg)
+            compile_rules(thresholds, cfg)   # fails here, not on the evaluator's thread
             http = self._prepare_http(cfg.http, new.source)
             if old.uplink != cfg.uplink or old.buffer != cfg.buffer or old.spill != cfg.spill:
                 # Raises before changing anything when a secret file is unreadable.
@@ -420,8 +439,8 @@ class Daemon:
             slot.cfg = new_sinks[name]              # a filter or repeat that changed
         self.alerts_out.reconfigure(routes(cfg), schedule(cfg.maintenance, self.environ),
                                     self._submitters())
-        for name, slot in old_slots.items():
-            self.supervisor.stop(name, timeout=2.0)
+        for slot in old_slots.values():
+            self.supervisor.stop(slot.worker.name, timeout=2.0)
             slot.worker.close()
             if name in built:    # the same sink, rebuilt: its counts go on
                 built[name].carry_over(slot.worker)
@@ -446,8 +465,10 @@ class Daemon:
                     f"running previous config: {errs[0] if errs else ''}")[:400]
         alerts = self.evaluator.open_alerts()
         firing = sum(1 for a in alerts if a.get("status") in ("firing", "resolving"))
-        return (f"ok: {len(self.supervisor.names())} workers, {firing} alerts firing, "
-                f"config {self.loaded.source}")
+        problems = self.problems()
+        head = f"degraded: {problems[0]}; " if problems else "ok: "
+        return (f"{head}{len(self.supervisor.names())} workers, {firing} alerts firing, "
+                f"config {self.loaded.source}")[:400]
 
     def state(self) -> dict[str, Any]:
         """What ``pharosd status`` shows (called on the control worker's thread)."""
@@ -459,6 +480,7 @@ class Daemon:
             "config": {"source": self.loaded.source, "loaded_at": self.loaded.loaded_at,
                        "digest": self.loaded.digest, "files": list(self.loaded.files)},
             "reload": dict(self.reload_state),
+            "problems": self.problems(),
             "workers": self.supervisor.status(),
             "alerts": self._alerts_with_holds(),
             **self.alerts_out.status(),

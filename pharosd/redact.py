@@ -7,7 +7,8 @@ token given as the user name) and the value of every query parameter
 dropped. A URL that cannot be parsed becomes ``***``.
 
 ``scrub`` replaces known secret strings in free text (an exception's
-message may quote a header or a URL).
+message may quote a header or a URL); ``url_secrets`` lists the parts of a
+URL that ``redact_url`` hides, for ``scrub``.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
-__all__ = ["MASK", "redact_url", "scrub"]
+__all__ = ["MASK", "redact_url", "scrub", "url_secrets"]
 
 MASK = "***"
 
@@ -46,3 +47,15 @@ def scrub(text: str, secrets: Iterable[str]) -> str:
         if s and len(s) >= 3:
             text = text.replace(s, MASK)
     return text
+
+
+def url_secrets(url: str) -> list[str]:
+    """What ``redact_url`` hides of ``url``: user, password, the query and each query
+    value, longest first (so ``scrub`` replaces a whole before its parts)."""
+    try:
+        p = urlsplit(url)
+        found = [p.username or "", p.password or "", p.query, p.fragment]
+        found += [v for _, v in parse_qsl(p.query, keep_blank_values=True)]
+    except ValueError:
+        return [url]
+    return sorted({s for s in found if s}, key=len, reverse=True)

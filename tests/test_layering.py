@@ -34,7 +34,7 @@ LEAVES = {"pharosd", "pharosd.model", "pharosd.types", "pharosd.units", "pharosd
 FAMILIES = {"statistics", "probes", "alerting", "sinks", "pipeline", "collection", "control",
             "http"}
 DAEMON_MODULES = {"pharosd.daemon", "pharosd.supervisor", "pharosd.slots", "pharosd.notify",
-                  "pharosd.faults", "pharosd.testrules", "pharosd.assembly"}
+                  "pharosd.faults", "pharosd.testrules", "pharosd.assembly", "pharosd.statedir"}
 CLI_MODULES = {"pharosd.cli", "pharosd.__main__", "pharosd.api"}
 
 

@@ -67,8 +67,25 @@ def test_seq_is_never_reused_after_deletes(tmp_path: Path) -> None:
     assert box.all()[0].seq > first  # type: ignore[operator]
 
 
-def test_a_corrupt_file_is_an_sqlite_error(tmp_path: Path) -> None:
+def test_a_corrupt_file_is_set_aside_and_a_fresh_outbox_started(tmp_path: Path) -> None:
     p = tmp_path / "o.db"
-    p.write_bytes(b"this is not a database" * 100)
+    garbage = b"this is not a database" * 100
+    p.write_bytes(garbage)
+    box = Outbox(str(p))
+    try:
+        assert len(box) == 0
+        box.put([Pending(None, "e1", "fp", 1.0, "{}")])
+        assert [x.id for x in box.all()] == ["e1"]
+    finally:
+        box.close()
+    aside = sorted(tmp_path.glob("o.db.corrupt-*"))
+    assert len(aside) == 1 and aside[0].read_bytes() == garbage
+    assert oct(p.stat().st_mode & 0o777) == oct(0o640)
+
+
+def test_a_file_that_cannot_be_opened_is_an_sqlite_error_not_set_aside(tmp_path: Path) -> None:
+    p = tmp_path / "o.db"
+    p.mkdir()                    # a directory where the file should be: cannot heal by moving
     with pytest.raises(sqlite3.Error):
         Outbox(str(p))
+    assert p.is_dir() and not list(tmp_path.glob("*.corrupt-*"))

@@ -48,6 +48,7 @@ from pharosd.pipeline.receiver import ReceiverSettings
 from pharosd.pipeline.remote_write import STALE_NAN_BITS
 from pharosd.pipeline.telemetry import TelemetrySource
 from pharosd.pipeline.transport import InlineLauncher, Reply
+from pharosd.pipeline.uplink import replay_size
 from pharosd.pipeline.worker import Pipeline
 from pharosd.types import Duration
 from pharosd.worker import WorkerContext
@@ -343,19 +344,21 @@ def test_an_outage_spills_and_every_sample_arrives_once_afterwards(tmp_path, dri
 
 def test_live_data_and_replay_take_turns(tmp_path) -> None:
     cfg = config(rw(batch=10))
+    big = replay_size(10)                    # a replay request carries more than a live one
     first = Drive(tmp_path, cfg)
     for k in range(3):
-        first.p.offer(samples(k, n=10, t0=T0 - 1000))
-    first.p.close()                          # three batches of 10 in the spill
+        first.p.offer(samples(k, n=big, t0=T0 - 1000))
+    first.p.close()                          # three rows of `big` samples in the spill
     d = Drive(tmp_path, cfg)
-    assert d.p.status()["spill"]["samples"] == 30
+    assert d.p.status()["spill"]["samples"] == 3 * big
     for k in range(3):
         d.p.offer(samples(k, n=10))
     d.until(lambda: len(d.transport.posts) == 6)
     d.p.close()
     kinds = ["replay" if p.rows[0][2] < T0 * 1000 else "live" for p in d.transport.posts]
     assert kinds == ["live", "replay"] * 3
-    assert [len(p.rows) for p in d.transport.posts] == [10] * 6
+    assert [len(p.rows) for p in d.transport.posts] == [10, big] * 3
+    assert big == 250
 
 
 def test_a_slow_receiver_spills_the_hot_buffer_once_per_flush(tmp_path, drives) -> None:
@@ -706,7 +709,7 @@ def test_a_refused_connection_is_retried_and_the_data_arrives_once_it_listens(
     run(p)
     p.offer(samples(0))
     assert wait_for(lambda: p.status()["receivers"][0]["failures"] >= 1, 10)
-    assert "ConnectionError" in (p.status()["receivers"][0]["last_error"] or "")
+    assert "Connection refused" in (p.status()["receivers"][0]["last_error"] or "")
     rec = receivers(port=port)
     assert wait_for(lambda: len(received(rec)) >= 3, 10)
     assert wait_for(lambda: p.status()["spill"]["samples"] == 0, 5)

@@ -279,7 +279,8 @@ def test_periodic_hook_is_called_about_every_second(tmp_path: Path) -> None:
 def test_reopen_close_and_heartbeat(tmp_path: Path) -> None:
     sink = ScriptedSink()
     w = make_worker(tmp_path, sink, FakeClock())
-    assert w.name == "scripted"
+    assert w.name == "sink:scripted"   # the supervisor name, never a bare user name
+    assert w.sink_name == "scripted"
     w.reopen()
     assert sink.reopened == 1
     sink.blocking_timeout = 100.0  # type: ignore[attr-defined]

@@ -6,11 +6,22 @@ one of ``maintenance:``; docs/alerting.md documents every key. ``None`` in
 ``level``/``soak``/``cool`` means "inherit the top-level default": ``AlertDefaults`` is
 what the alerting code needs of the top-level config to resolve them (the assembled
 ``Config`` satisfies it).
+
+Globs (``match``, maintenance ``rules`` and ``labels``) and the ``summary`` template are
+checked here, at load: a ``summary`` is a ``str.format`` template over text fields
+(``PLACEHOLDERS`` and the label names); ``template_issue`` refuses what can never render
+(positional or nested fields, attribute and index access, conversions other than
+``!s``/``!r``, a width over ``MAX_WIDTH``) and renders the rest against a sample, so a
+bad format spec is a ``check-config`` error, not an evaluator crash. Label names are
+known only at run time: an unknown one renders empty here (at run time the generated
+summary stands in).
 """
 
 from __future__ import annotations
 
+import fnmatch
 import re
+import string
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
@@ -75,6 +86,18 @@ class ThresholdConfig:
     summary: str | None = None      # overrides the generated summary text
 
     def check(self) -> list[tuple[str, str]]:
+        issues = self._shape_issues()
+        for label, pattern in self.match.items():
+            problem = glob_issue(pattern)
+            if problem:
+                issues.append((f"match.{label}", problem))
+        if self.summary is not None:
+            problem = template_issue(self.summary)
+            if problem:
+                issues.append(("summary", problem))
+        return issues
+
+    def _shape_issues(self) -> list[tuple[str, str]]:
         if self.absent is not None:
             if self.above is not None or self.below is not None:
                 key = "above" if self.above is not None else "below"
@@ -89,6 +112,15 @@ class ThresholdConfig:
         if isinstance(self.above or self.below, LevelLimits) and self.level is not None:
             return [("level", "expected no 'level' when the limit names its levels")]
         return []
+
+
+def glob_issue(pattern: str) -> str | None:
+    """Why a ``match`` glob cannot be compiled, or None."""
+    try:
+        re.compile(fnmatch.translate(pattern))
+    except (re.error, RecursionError, OverflowError, MemoryError) as e:
+        return f"expected a glob pattern, got {len(pattern)} characters that do not compile ({e})"
+    return None
 
 
 Day = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
@@ -125,6 +157,14 @@ class MaintenanceConfig:
         if not 0 < self.duration <= MAX_DURATION:
             issues.append(("duration", "expected a duration above 0s and at most 7d, "
                                        f"got {format_duration(self.duration)}"))
+        for i, pattern in enumerate(self.rules):
+            problem = glob_issue(pattern)
+            if problem:
+                issues.append((f"rules[{i}]", problem))
+        for label, pattern in self.labels.items():
+            problem = glob_issue(pattern)
+            if problem:
+                issues.append((f"labels.{label}", problem))
         return issues
 
 
@@ -160,3 +200,52 @@ class AlertDefaults(Protocol):
 
     @property
     def level(self) -> Level: ...
+
+
+# -- summary templates -----------------------------------------------------------
+
+PLACEHOLDERS = ("rule", "metric", "value", "limit", "level", "previous_level", "op",
+                "note", "labels", "status", "duration", "reason")
+"""Template placeholders besides the label names (which lose to these)."""
+
+MAX_WIDTH = 1000            # the largest width or precision a format spec may ask for
+MAX_RENDERED = 4096         # characters of a rendered summary kept (longer is cut)
+_NUMBERS = re.compile(r"\d+")
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+class _Sample(dict[str, str]):
+    """Every placeholder a short text; a name the sample lacks (a label) renders empty."""
+
+    def __missing__(self, key: str) -> str:
+        return ""
+
+
+def template_issue(template: str) -> str | None:
+    """Why ``template`` cannot render, or None when it can."""
+    try:
+        parts = list(string.Formatter().parse(template))
+    except ValueError as e:
+        return f"expected a format template, got {_short(template)} ({e})"
+    for _, name, spec, conversion in parts:
+        if name is None:
+            continue
+        if not _NAME.fullmatch(name):
+            return (f"expected placeholders like {{value}} or {{mount}} (a name), "
+                    f"got {{{name}}} in {_short(template)}")
+        if conversion not in (None, "s", "r"):
+            return f"expected no conversion or !s or !r, got !{conversion} in {{{name}}}"
+        if spec and "{" in spec:
+            return f"expected no nested placeholder in the format of {{{name}}}"
+        if spec and any(len(n) > 6 or int(n) > MAX_WIDTH for n in _NUMBERS.findall(spec)):
+            return f"expected a width of at most {MAX_WIDTH} in {{{name}:{spec}}}"
+    sample = _Sample({p: p for p in PLACEHOLDERS})
+    try:
+        template.format_map(sample)
+    except Exception as e:   # a bad spec for a text field, for instance {value:.1f}
+        return f"expected a template that renders, got {_short(template)} ({e})"
+    return None
+
+
+def _short(text: str, limit: int = 80) -> str:
+    return repr(text) if len(text) <= limit else repr(text[:limit]) + f"... ({len(text)} chars)"

@@ -122,6 +122,11 @@ class Rule:
         return AlertMachine(soak=self.soak, cool=self.cool)
 
     @property
+    def nearest(self) -> float:
+        """The limit a value has to cross to breach at all (above: the lowest)."""
+        return self._nearest
+
+    @property
     def multi_level(self) -> bool:
         return len(self.limits) > 1
 

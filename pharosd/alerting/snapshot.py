@@ -4,7 +4,11 @@ Monotonic times do not survive a restart, so they are stored as ages
 (seconds before the export's ``now``) and turned back into times relative to
 the import's ``now``: the time the daemon was down does not count towards a
 soak or a cool. Wall times (``started_at``, ``breach_wall``) are kept as is.
-``state_from_dict`` raises ``ValueError`` on data it cannot read.
+``state_from_dict`` raises ``ValueError`` on data it cannot read;
+``read_instances`` reads one exported rule's instances, skipping what it cannot
+read; ``orphan_resolved`` is the event of a restored alert whose rule is gone;
+``rule_entry`` is one rule's exported entry and ``open_alert`` one open alert as
+``pharosd status`` shows it.
 """
 
 from __future__ import annotations
@@ -13,8 +17,10 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from pharosd.alerting.machine import LEVEL_RANK, AlertState, Observation, Phase
-from pharosd.model import Level
+from pharosd.alerting.machine import LEVEL_RANK, AlertState, Observation, Phase, Transition
+from pharosd.alerting.rules import Rule
+from pharosd.alerting.summary import summarize
+from pharosd.model import AlertEvent, Labels, Level, Op, fingerprint, labels_of
 
 _MONO = ("breach_since", "fired_at", "recover_since", "lower_since")
 _WALL = ("breach_wall", "started_at")
@@ -91,3 +97,61 @@ def _float(v: Any) -> float:
 
 def _opt_float(v: Any) -> float | None:
     return None if v is None else float(v)
+
+
+def read_instances(entry: Any, now: float) -> list[tuple[Labels, AlertState]]:
+    """The readable ``(labels, state)`` pairs of one exported rule entry."""
+    out: list[tuple[Labels, AlertState]] = []
+    if not isinstance(entry, Mapping):
+        return out
+    for item in entry.get("instances") or ():
+        try:
+            labels = labels_of((str(k), str(v)) for k, v in item["labels"])
+            out.append((labels, state_from_dict(item["state"], now)))
+        except (KeyError, TypeError, ValueError):
+            continue
+    return out
+
+
+def orphan_resolved(entry: Mapping[str, Any], labels: Labels, state: AlertState, host: str,
+                    wall: float) -> AlertEvent:
+    """The ``resolved`` event of a restored open alert whose rule is gone."""
+    name = str(entry.get("rule", "?"))
+    op: Op = "below" if entry.get("op") == "below" else "above"
+    assert state.level is not None and state.started_at is not None
+    return AlertEvent(
+        status="resolved", rule=name, level=state.level, metric=str(entry.get("metric", "")),
+        labels=labels, value=state.value, limit=state.limit, op=op, host=host,
+        started_at=state.started_at, at=wall,
+        summary=f"{name}: threshold removed while pharosd was down, resolved",
+        fingerprint=fingerprint(name, labels),
+    )
+
+
+def rule_entry(rule: Rule, states: Mapping[Labels, AlertState], now_mono: float) -> dict[str, Any]:
+    """One rule's entry of ``Evaluator.export_state``: its open instances, sorted by labels."""
+    return {
+        "rule": rule.name,
+        "metric": rule.metric,
+        "op": rule.op,
+        "instances": [{"labels": [list(kv) for kv in labels],
+                       "state": state_to_dict(states[labels], now_mono)}
+                      for labels in sorted(states)],
+    }
+
+
+def open_alert(rule: Rule, s: AlertState, labels: Labels, fingerprint: str,
+               note: str | None) -> dict[str, Any]:
+    """One open alert as ``pharosd status`` shows it; its summary says what it says now
+    (its age is shown beside it, so no "for 5m")."""
+    summary = None
+    if s.level is not None:
+        t = Transition("firing", s.level, None, s.value, s.limit,
+                       s.started_at if s.started_at is not None else 0.0, 0.0)
+        summary = summarize(rule, t, labels, note)
+    return {
+        "rule": rule.name, "metric": rule.metric, "labels": dict(labels), "level": s.level,
+        "status": s.phase.value,
+        "since": s.breach_wall if s.phase is Phase.PENDING else s.started_at,
+        "value": s.value, "limit": s.limit, "fingerprint": fingerprint, "summary": summary,
+    }

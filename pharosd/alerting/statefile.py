@@ -18,6 +18,7 @@ def write_json(path: str, data: Any) -> None:
     tmp = f"{path}.tmp"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o640)
     try:
+        os.fchmod(fd, 0o640)         # whatever the umask or a stale temporary file's mode
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             json.dump(data, f, separators=(",", ":"))
             f.flush()

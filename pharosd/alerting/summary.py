@@ -8,9 +8,10 @@ its name with its labels and plain numbers.
 
 A threshold's ``summary`` template replaces the generated text; it is
 formatted with ``str.format`` and the placeholders listed in
-``PLACEHOLDERS`` plus the instance's label names. A template that fails
+``pharosd.alerting.config.PLACEHOLDERS`` plus the instance's label names. A template that fails
 (an unknown placeholder, a bad format spec) or renders blank falls back to
-the generated text; it never raises.
+the generated text; it never raises. ``pharosd.alerting.config`` checks
+templates at load.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
 
+from pharosd.alerting.config import MAX_RENDERED
 from pharosd.alerting.machine import Transition
 from pharosd.alerting.rules import Rule
 from pharosd.model import Labels
@@ -28,10 +30,6 @@ from pharosd.units import format_duration
 
 Unit = Literal["percent", "bytes", "bytes_per_second", "per_second", "seconds",
                "count", "number", "celsius", "status"]
-
-PLACEHOLDERS = ("rule", "metric", "value", "limit", "level", "previous_level", "op",
-                "note", "labels", "status", "duration", "reason")
-"""Template placeholders besides the label names (which lose to these)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -248,8 +246,8 @@ def render_template(template: str, rule: Rule, event: Transition, labels: Labels
         reason=reason or "",
     )
     try:
-        return template.format_map(fields)
-    except (KeyError, IndexError, ValueError, AttributeError, TypeError):
+        return template.format_map(fields)[:MAX_RENDERED]
+    except Exception:      # MemoryError included: one template must not stop the evaluator
         return None
 
 

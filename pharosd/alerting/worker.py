@@ -196,9 +196,12 @@ class EvaluatorWorker:
                 if now >= next_tick:
                     events += self._evaluator.tick(now, wall)
                     next_tick = now + TICK
+                failures = self._evaluator.drain_errors()
                 if events:
                     # state and its events together, before anyone hears of them
                     self._save(events)
+            for rule, error in failures:
+                log.error("rule_failed", rule=rule, error=error)
             if events:
                 ctx.checkpoint("journaled")
             self._publish(events)

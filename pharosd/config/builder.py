@@ -15,6 +15,11 @@ yields ``INVALID``, and the walk goes on, so one run reports every problem.
 * A dataclass's ``check()`` issues are placed at the field they name.
 * ``Data`` takes any node as plain data: scalars typed by YAML's own rules
   (``"80"`` stays a string there), a substituted scalar is a string.
+* Error messages never show a value that came from the environment (it may be a
+  secret): they show the ``${NAME}`` text as written. Long values are cut.
+* The work is bounded: aliases can make a small document expand enormously
+  (``[*a, *a, ...]`` nested), so after ``MAX_BUILDS`` nodes built the walk stops with
+  one positioned issue; merges (``<<``) are expanded once per mapping (``pairs``).
 """
 
 from __future__ import annotations
@@ -51,6 +56,8 @@ from pharosd.errors import ConfigIssue
 from pharosd.types import Data, FrozenDict
 
 INVALID: Any = object()   # a value that failed to build; its issue is already recorded
+MAX_BUILDS = 200_000      # nodes built in one parse (aliases count each time they are used)
+MAX_SHOWN = 80            # characters of a value quoted in an error message
 _TYPED_TAGS = frozenset(f"tag:yaml.org,2002:{t}" for t in ("null", "bool", "int", "float"))
 
 
@@ -65,6 +72,7 @@ class Builder:
         self._substituted: set[int] = set()
         self._active: set[int] = set()          # nodes being built (recursive aliases)
         self._bad_tags: set[int] = set()        # nodes whose tag `scan` refused
+        self._builds = 0                        # nodes built so far (see MAX_BUILDS)
 
     def issue(self, node: Node, path: str, message: str) -> None:
         mark = node.start_mark
@@ -109,6 +117,12 @@ class Builder:
               bounds: tuple[float | None, float | None] = (None, None)) -> Any:
         """Build a value of ``annotation`` from ``node``, or record issues and return INVALID."""
         if id(node) in self._bad_tags:
+            return INVALID
+        self._builds += 1
+        if self._builds > MAX_BUILDS:
+            if self._builds == MAX_BUILDS + 1:
+                self.issue(node, path, f"expected a document of at most {MAX_BUILDS} values, "
+                                       "got more through aliases (*name) and merges (<<)")
             return INVALID
         if isinstance(node, ScalarNode):   # a scalar cannot contain itself
             return self._build(node, accepts(annotation), path, bounds)
@@ -259,7 +273,8 @@ class Builder:
                 if isinstance(node, ScalarNode) and field_path == getattr(
                         cls, "__scalar_field__", None):
                     field_path = ""     # `- cpuu`: the entry itself is the bad value
-                self.issue(locate(node, field_path), join_path(path, field_path), message)
+                at = locate(node, field_path)
+                self.issue(at, join_path(path, field_path), self._unsubstitute(at, message))
         return obj
 
     def text(self, node: ScalarNode, path: str) -> Any:
@@ -277,14 +292,33 @@ class Builder:
             self._texts[key] = text
         return self._texts[key]
 
+    def _unsubstitute(self, node: Node, message: str) -> str:
+        """``message`` with the environment's text of ``node`` (and of the scalars in it)
+        put back as written (``${NAME}``): a check may quote a value."""
+        stack, seen = [node], 0
+        while stack and seen < 1000:
+            n = stack.pop()
+            seen += 1
+            if isinstance(n, ScalarNode):
+                text = self._texts.get(id(n))
+                if id(n) in self._substituted and isinstance(text, str) and len(text) >= 3:
+                    message = message.replace(text, n.value)
+            elif isinstance(n, SequenceNode):
+                stack.extend(n.value)
+            elif isinstance(n, MappingNode):
+                stack.extend(v for _, v in n.value)
+        return message
+
     def show(self, node: ScalarNode, text: str, path: str) -> str:
         """A value for an error message: bare if a plain number or bool, quoted if text."""
         if looks_secret(path):
             return "<redacted>"
+        if id(node) in self._substituted:       # maybe a secret: show what was written
+            return f"{_cut(node.value)} (its value from the environment is not shown)"
         plain = FLOAT_TEXT.fullmatch(text) or text in TRUE_TEXTS or text in FALSE_TEXTS
-        if node.style is None and plain:
+        if not node.style and plain and len(text) <= MAX_SHOWN:   # plain: None or ''
             return text
-        return repr(text)
+        return _cut(text)
 
     def describe(self, node: Node, path: str) -> str:
         if is_null(node):
@@ -292,6 +326,12 @@ class Builder:
         if isinstance(node, ScalarNode):
             return self.show(node, node.value, path)
         return shape(node)
+
+
+def _cut(text: str) -> str:
+    if len(text) <= MAX_SHOWN:
+        return repr(text)
+    return f"{text[:MAX_SHOWN]!r}... ({len(text)} characters)"
 
 
 def any_invalid(values: Iterable[Any]) -> bool:

@@ -30,6 +30,11 @@ from pharosd.units import UnitError, format_duration, format_size, parse_duratio
 INT_TEXT = re.compile(r"[-+]?[0-9][0-9_]*")
 FLOAT_TEXT = re.compile(r"[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)?")
 TRUE_TEXTS, FALSE_TEXTS = ("true", "True", "TRUE"), ("false", "False", "FALSE")
+# Limits on every number, whatever a field's own bounds: a config never needs more, and
+# past them Python refuses (4,300 digits), waits overflow, or SQLite cannot store the value.
+MAX_NUMBER_TEXT = 64                 # characters of a number, duration or size
+INT_LIMIT = 2**63 - 1                # |int| and sizes in bytes
+DURATION_LIMIT = 10 * 365 * 86400.0  # ten years, in seconds
 
 
 def check_schema(cls: type) -> None:
@@ -217,6 +222,9 @@ def convert(t: Any, text: str, bounds: tuple[float | None, float | None]) -> Any
             return text in TRUE_TEXTS
         raise Mismatch("true or false")
     value: float
+    if len(text) > MAX_NUMBER_TEXT:
+        raise Mismatch(scalar_expected(t), f" ({len(text)} characters; at most "
+                                           f"{MAX_NUMBER_TEXT})")
     if t is int:
         if not INT_TEXT.fullmatch(text):
             raise Mismatch("an integer")
@@ -233,6 +241,9 @@ def convert(t: Any, text: str, bounds: tuple[float | None, float | None]) -> Any
         except UnitError as e:
             raise Mismatch(e.expected) from None
     _check_bounds(t, value, bounds)
+    limit = {int: INT_LIMIT, Size: INT_LIMIT, Duration: DURATION_LIMIT}.get(t)
+    if limit is not None and abs(value) > limit:
+        _check_bounds(t, value, (None if value > 0 else -limit, limit if value > 0 else None))
     return value
 
 
@@ -243,6 +254,7 @@ def _check_bounds(t: Any, value: float, bounds: tuple[float | None, float | None
     noun = {int: "an integer", float: "a number", Duration: "a duration", Size: "a size"}[t]
     show: Callable[[float], str] = {
         Duration: format_duration, Size: lambda v: format_size(int(v)),
+        int: lambda v: str(int(v)),
     }.get(t, lambda v: f"{v:g}")
     if low is not None and high is not None:
         raise Mismatch(f"{noun} between {show(low)} and {show(high)}")

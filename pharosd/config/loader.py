@@ -21,7 +21,6 @@ import os
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from importlib import resources
 from typing import Any
 
 import yaml
@@ -72,7 +71,11 @@ def parse_as(cls: type, text: str, filename: str = "<string>",
 
 def default_config_text() -> str:
     """The embedded default config (pharosd/config/default.yaml)."""
-    return resources.files("pharosd.config").joinpath("default.yaml").read_text(encoding="utf-8")
+    # A plain file beside this module: importlib.resources would cost ~1 MiB of RSS
+    # (it imports tempfile, shutil and the compression modules) for one read.
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "default.yaml")
+    with open(path, encoding="utf-8") as f:
+        return f.read()
 
 
 def load_config(path: str | None, environ: Mapping[str, str] | None = None) -> LoadedConfig:
@@ -90,7 +93,14 @@ def load_config(path: str | None, environ: Mapping[str, str] | None = None) -> L
         except UnicodeDecodeError as e:
             message = f"expected UTF-8 text, got byte 0x{e.object[e.start]:02x} at offset {e.start}"
             raise ConfigError([ConfigIssue(path, 0, 0, "", message)]) from e
-    tree = parse_tree(text, source, os.environ if environ is None else environ)
+    try:
+        tree = parse_tree(text, source, os.environ if environ is None else environ)
+    except ConfigError:
+        raise
+    except Exception as e:     # a bug: still an error message, never a traceback
+        message = (f"the config could not be read ({type(e).__name__}: {str(e)[:200]}); "
+                   "this is a bug in pharosd, please report it")
+        raise ConfigError([ConfigIssue(source, 0, 0, "", message)]) from e
     return LoadedConfig(tree.config, source, time.time(), tree.digest, tree.files, tree.added)
 
 

@@ -92,6 +92,8 @@ class Config:
         issues += reserved_threshold_issues(self.thresholds)
         if self.interval <= 0:
             issues.append(("interval", f"expected a duration above 0, got {self.interval:g}s"))
+        if self.uplink.remote_write:
+            issues += compressor_issues()
         issues += self._plugin_issues()
         return issues
 
@@ -139,3 +141,16 @@ class Config:
             return "/var/lib/pharos"
         base = os.environ.get("XDG_STATE_HOME") or os.path.expanduser("~/.local/state")
         return os.path.join(base, "pharos")
+
+
+def compressor_issues() -> list[tuple[str, str]]:
+    """remote_write needs a snappy library; without one the uplink could not start, so
+    ``check-config`` says so where the uplink is configured."""
+    from pharosd.errors import UplinkError
+    from pharosd.pipeline import compression
+
+    try:
+        compression.codec()
+    except UplinkError as e:
+        return [("uplink.remote_write", str(e))]
+    return []

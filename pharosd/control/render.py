@@ -15,8 +15,8 @@ from pharosd.clock import SystemClock
 from pharosd.model import parse_rfc3339, rfc3339
 from pharosd.units import format_duration, format_size
 
-_KNOWN = ("version", "pid", "host", "started_at", "config", "reload", "workers", "alerts",
-          "silences", "maintenance", "sinks", "pipeline", "collector", "http")
+_KNOWN = ("version", "pid", "host", "started_at", "config", "reload", "problems", "workers",
+          "alerts", "silences", "maintenance", "sinks", "pipeline", "collector", "http")
 
 
 def render_status(state: Mapping[str, Any], now: float | None = None) -> str:
@@ -59,6 +59,11 @@ def render_status(state: Mapping[str, Any], now: float | None = None) -> str:
         else:
             out.append(f"reload:  FAILED{at}, {len(errors)} error(s); the previous config runs")
             out.extend(f"         {_clean(e)}" for e in errors)
+
+    problems = [str(p) for p in _list(state.get("problems"))]
+    if problems:
+        out.append(f"DEGRADED: {len(problems)} problem(s), retried until they heal")
+        out.extend(f"         {_clean(p)}" for p in problems)
 
     if "workers" in state:
         workers = _rows(state.get("workers"))

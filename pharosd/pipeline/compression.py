@@ -1,9 +1,10 @@
 """Snappy *block* compression for remote_write, from whichever library is installed.
 
 remote_write 1.0 bodies are snappy block format (the framed/stream format is
-refused with 400 "snappy: corrupt input"). ``cramjam`` (``pip install
-pharosd[snappy]``) is preferred; Debian's ``python3-snappy`` (module
-``snappy``, whose ``compress`` is the block format) is the fallback. The
+refused with 400 "snappy: corrupt input"). ``cramjam`` (a dependency of the
+Python package) is preferred; Debian's ``python3-snappy`` (module ``snappy``,
+whose ``compress`` is the block format; the .deb depends on it) is the
+fallback. ``pharosd check-config`` reports a missing one. The
 choice is made on first use, not at import time; with neither installed
 ``codec()`` raises ``UplinkError`` naming both packages.
 """

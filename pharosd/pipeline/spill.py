@@ -38,7 +38,7 @@ import structlog
 from pharosd.clock import Clock, SystemClock
 from pharosd.errors import UplinkError
 from pharosd.pipeline import compression
-from pharosd.pipeline.batch import Batch
+from pharosd.pipeline.batch import Batch, SeriesKey
 from pharosd.sqlitedb import open_sqlite
 
 log = structlog.get_logger(__name__)
@@ -58,6 +58,7 @@ CREATE INDEX IF NOT EXISTS batches_lane ON batches(lane, id);
 CREATE INDEX IF NOT EXISTS batches_max_ts ON batches(max_ts);
 """
 _VACUUM_SLACK = 8 * 1024 * 1024    # free pages worth returning to the filesystem
+KNOWN_SERIES_SETS = 64              # series lists of spilled rows remembered (decoded once)
 
 DropCallback = Callable[[str, str, int], None]
 
@@ -81,6 +82,7 @@ class Spill:
         self._lock = threading.RLock()
         self._db: sqlite3.Connection | None = None
         self._lanes: dict[str, LaneStats] = {}
+        self._known: dict[bytes, tuple[SeriesKey, ...]] = {}   # series of rows read
         self.total_bytes = 0
         self.writes = 0
         self.errors = 0
@@ -230,7 +232,10 @@ class Spill:
                         (payload,) = self._conn().execute(
                             "SELECT payload FROM batches WHERE id = ?", (row_id,)).fetchone()
                         try:
-                            parts.append(Batch.from_bytes(compression.decompress(payload)))
+                            if len(self._known) >= KNOWN_SERIES_SETS:
+                                self._known.clear()
+                            parts.append(Batch.from_bytes(compression.decompress(payload),
+                                                          self._known))
                         except UplinkError as e:
                             log.error("spill_row_corrupt", lane=lane, row=row_id, error=str(e))
                             bad.append(row_id)

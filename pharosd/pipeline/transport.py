@@ -5,15 +5,18 @@ A ``uplink.Lane`` never touches the network or starts a thread itself:
 * ``Transport.post(settings, body)`` sends one encoded, compressed
   WriteRequest and returns the receiver's ``Reply`` (status, the start of
   the body of a non-2xx answer, ``Retry-After`` in seconds); it raises when
-  there is no answer (refused, timeout, TLS). ``HttpTransport`` is the real
-  one: one session (``pharosd.httpclient.new_session``: proxies from the
+  there is no answer (refused, timeout, TLS). Lanes use
+  ``connection.ConnectionTransport`` (one kept-alive ``http.client``
+  connection), which hands receivers behind a proxy to ``HttpTransport``:
+  one session (``pharosd.httpclient.new_session``: proxies from the
   environment, trust from the config), replaced when the URL or TLS
   settings change, posting through ``httpclient.BoundedClient`` (a
   whole-request deadline, a capped answer); ``Retry-After`` is read by
   ``pharosd.backoff.parse_retry_after`` (seconds or an HTTP date).
 * ``Launcher.launch(job)`` runs a request's job (encode, compress, post)
   without blocking the uplink worker: ``ThreadLauncher`` on a short-lived
-  daemon thread (production), ``InlineLauncher`` at once on the caller's
+  daemon thread, ``connection.SerialLauncher`` on one long-lived thread
+  (production), ``InlineLauncher`` at once on the caller's
   thread, so tests drive a lane on a ``FakeClock`` deterministically.
 """
 

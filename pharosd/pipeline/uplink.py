@@ -2,9 +2,10 @@
 
 ``Lane.step(now)`` runs on the uplink worker thread and never blocks on
 the network: a request (encode, compress, POST through the lane's
-``Transport``) is handed to its ``Launcher`` (a short-lived daemon thread in
-production, see ``transport``) and the worker looks at it on its next
-step. The settings come from ``receiver.resolve_settings``; the wait after
+``Transport``) is handed to its ``Launcher`` (the lane's one sender thread in
+production, see ``connection``) and the worker looks at it on its next
+step; a request past the receiver's ``timeout`` is ended (``abort``). The
+settings come from ``receiver.resolve_settings``; the wait after
 a failure is a ``pharosd.backoff.Backoff`` (``min_backoff`` doubling to
 ``max_backoff``, a ``Retry-After`` honoured up to ``max_backoff``). What a
 step does, in order:
@@ -18,7 +19,8 @@ step does, in order:
    go to the spill;
 4. no request outstanding and not backing off: continue the delivery, or
    start the next one. Live data (the hot buffer, when it holds a full
-   batch or ``flush`` has passed) and replay (the oldest spilled batch)
+   batch or ``flush`` has passed) and replay (the oldest spilled rows, up to
+   ``replay_size(batch)`` samples: 25 times ``batch``, at most 100,000)
    take turns, one request each, so live data keeps flowing during a
    catch-up and replay gets every request live data does not need.
 
@@ -43,6 +45,7 @@ from pharosd.errors import UplinkError, describe_error
 from pharosd.pipeline import compression
 from pharosd.pipeline.batch import Batch, SeriesKey
 from pharosd.pipeline.buffer import HotBuffer
+from pharosd.pipeline.connection import ConnectionTransport, SerialLauncher
 from pharosd.pipeline.delivery import Delivery
 from pharosd.pipeline.receiver import ReceiverSettings
 from pharosd.pipeline.remote_write import (
@@ -53,7 +56,8 @@ from pharosd.pipeline.remote_write import (
     reject_reason,
 )
 from pharosd.pipeline.spill import Spill
-from pharosd.pipeline.transport import HttpTransport, Launcher, ThreadLauncher, Transport
+from pharosd.pipeline.transport import Launcher, Transport
+from pharosd.redact import scrub, url_secrets
 
 log = structlog.get_logger(__name__)
 
@@ -61,6 +65,8 @@ DROP_REASONS = ("buffer_full", "spill_full", "spill_expired", "spill_failed", "t
                 "out_of_order", "duplicate", "too_large", "rejected", "encode_error",
                 "corrupt")
 _LOG_EVERY = 60.0        # seconds between repeated warnings of one kind
+REPLAY_FACTOR = 25       # a replay request carries up to this many times ``batch`` samples
+REPLAY_MAX = 100_000     # ... and at most this many (a 413 halves it, see ``delivery``)
 
 
 class _Request:
@@ -77,6 +83,7 @@ class _Request:
         self.error: str | None = None
         self.encode_error: str | None = None
         self.retry_after: float | None = None
+        self.aborted = False
         self._args = (settings, labels, transport, wake)
 
     def run(self) -> None:
@@ -90,7 +97,8 @@ class _Request:
             try:
                 reply = transport.post(settings, body)
             except Exception as e:  # connection refused, timeout, TLS ...
-                self.error = describe_error(e)
+                # requests quotes the URL (with its query) in its messages
+                self.error = scrub(describe_error(e), url_secrets(settings.url))
                 return
             self.status, self.body, self.retry_after = (reply.status, reply.body,
                                                         reply.retry_after)
@@ -121,8 +129,8 @@ class Lane:
         self._clock = clock
         self._wake = wake
         self._labels = LabelCache(settings.external_labels)
-        self._transport: Transport = transport or HttpTransport(clock)
-        self._launcher: Launcher = launcher or ThreadLauncher()
+        self._transport: Transport = transport or ConnectionTransport(clock)
+        self._launcher: Launcher = launcher or SerialLauncher()
         self._backoff = Backoff(settings.min_backoff, settings.max_backoff)
         self._req: _Request | None = None
         self._delivery: Delivery | None = None
@@ -178,6 +186,11 @@ class Lane:
         req = self._req
         if req is not None:
             if not req.done.is_set():
+                if now - req.started > s.timeout and not req.aborted:
+                    req.aborted = True      # the whole-request deadline: end it
+                    abort = getattr(self._transport, "abort", None)
+                    if callable(abort):
+                        abort()
                 if now - req.started > s.flush:
                     self._spill_hot(now, keep=0)
                 elif len(self.buffer) > s.max_pending:
@@ -211,7 +224,7 @@ class Lane:
         if replay and (self._replay_turn or not live):
             self._replay_turn = False
             try:
-                got = self._spill.oldest(self.name, s.batch)
+                got = self._spill.oldest(self.name, replay_size(s.batch))
             except UplinkError:
                 got = None
             if got is not None:
@@ -389,3 +402,8 @@ class Lane:
             "requests": self.requests,
             "failures": self.failures,
         }
+
+
+def replay_size(batch: int) -> int:
+    """Samples in one replay request: larger than live ones, to drain a spill fast."""
+    return max(batch, min(batch * REPLAY_FACTOR, REPLAY_MAX))

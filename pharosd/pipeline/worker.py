@@ -15,7 +15,10 @@ is interned in a ``SeriesRegistry`` and appended to each receiver's
 lane (requests run on their own threads, so one slow receiver does not hold
 up another; tests pass a ``transport`` and ``launcher`` instead, see
 ``transport``), infers ended series once a second (stale markers, see
-``series``) and expires old spill rows every 10 s.
+``series``) and expires old spill rows every 10 s. A spill that cannot be
+opened (read-only, full disk, not a directory) is not fatal: the samples wait
+in the hot buffers (bounded), ``status()`` says why, and the open is retried
+every ``SPILL_RETRY`` seconds.
 """
 
 from __future__ import annotations
@@ -46,6 +49,7 @@ log = structlog.get_logger(__name__)
 
 SWEEP_EVERY = 1.0
 EXPIRE_EVERY = 10.0
+SPILL_RETRY = 5.0           # seconds between attempts to open a spill that would not open
 REFUSED_LOG_EVERY = 60.0
 
 __all__ = ["Pipeline", "UplinkWorker"]
@@ -99,6 +103,8 @@ class Pipeline:
         self._last_offer_log = -1e18
         self._dropped_elsewhere: dict[str, int] = {}   # receivers removed on reload
         self._worker = UplinkWorker(self)
+        self._next_spill_open = 0.0
+        self.spill_error: str | None = None     # why the spill is not open, if it is not
         self.enabled = False
         if config.uplink.remote_write:
             self._enable(config)
@@ -121,19 +127,41 @@ class Pipeline:
         path = config.spill.path or os.path.join(self._state_dir, "spill.db")
         spill = Spill(path, int(config.spill.max_size), float(config.spill.max_age),
                       on_drop=self._spill_dropped, clock=self._clock)
-        spill.open()                 # raises UplinkError naming the file
         self._spill, self._spill_path = spill, path
         for s in settings:
             self._lanes[s.name] = Lane(s, spill, self._registry.key_of, self._clock,
                                        self._wake, base_seq=self._seq,
                                        transport=self._transport, launcher=self._launcher)
+        self._open_spill()
+        self.enabled = True
+        log.info("uplink_enabled", receivers=[s.name for s in settings],
+                 urls=[s.safe_url for s in settings], spill=path)
+
+    def _open_spill(self) -> bool:
+        """Open the spill; when it cannot be (read-only, full, not a directory), samples
+        stay in memory (bounded, drops counted), the uplink goes on, and the open is
+        retried every ``SPILL_RETRY`` seconds. True once open."""
+        from pharosd.errors import UplinkError
+
+        spill = self._spill
+        assert spill is not None
+        try:
+            spill.open()
+        except UplinkError as e:
+            self._next_spill_open = self._clock.monotonic() + SPILL_RETRY
+            if self.spill_error is None:
+                log.error("spill_unavailable", path=self._spill_path, error=str(e),
+                          retry_every=SPILL_RETRY, note="samples are kept in memory")
+            self.spill_error = str(e)
+            return False
+        if self.spill_error is not None:
+            log.info("spill_recovered", path=self._spill_path)
+        self.spill_error = None
         for lane_name in spill.lanes():
             if lane_name not in self._lanes:
                 n = spill.drop_lane(lane_name, "receiver_removed")
                 log.warning("spill_receiver_removed", receiver=lane_name, dropped_samples=n)
-        self.enabled = True
-        log.info("uplink_enabled", receivers=[s.name for s in settings],
-                 urls=[s.safe_url for s in settings], spill=path)
+        return True
 
     def _spill_dropped(self, lane: str, reason: str, n: int) -> None:
         target = self._lanes.get(lane)
@@ -188,6 +216,9 @@ class Pipeline:
         if now >= self._next_sweep:
             self._next_sweep = now + SWEEP_EVERY
             self._sweep(now)
+        if self.spill_error is not None and now >= self._next_spill_open:
+            with self._lock:
+                self._open_spill()
         if now >= self._next_expire and self._spill is not None:
             self._next_expire = now + EXPIRE_EVERY
             self._spill.expire()
@@ -225,6 +256,11 @@ class Pipeline:
         log.warning("series_limit_reached", max_series=reg.max_series,
                     max_series_per_source=reg.max_per_source, series=len(reg),
                     refused_samples=since, note="samples of new series are not shipped")
+
+    def retry_now(self) -> None:
+        """SIGHUP: try a spill that would not open on the next step, not after the wait."""
+        self._next_spill_open = 0.0
+        self._wake.set()
 
     # -- control ---------------------------------------------------------------------
 
@@ -325,6 +361,8 @@ class Pipeline:
                                           default=0.0),
                 "errors": sp.errors,
                 "last_error": sp.last_error,
+                "open": self.spill_error is None,
+                "unavailable": self.spill_error,
             }
         return {
             "enabled": self.enabled,

@@ -74,8 +74,15 @@ def _regex_issue(key: str, pattern: str | None) -> list[tuple[str, str]]:
     try:
         re.compile(pattern)
     except re.error as e:
-        return [(key, f"expected a regular expression, got {pattern!r} ({e})")]
+        return [(key, f"expected a regular expression, got {_short(pattern)} ({e})")]
+    except (RecursionError, OverflowError, MemoryError):
+        return [(key, f"expected a regular expression, got {_short(pattern)} (nested or "
+                      "repeated too deeply to compile)")]
     return []
+
+
+def _short(text: str, limit: int = 80) -> str:
+    return repr(text) if len(text) <= limit else repr(text[:limit]) + f"... ({len(text)} chars)"
 
 
 @dataclass(frozen=True)

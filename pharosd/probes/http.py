@@ -38,7 +38,7 @@ from pharosd.probes.base import CheckResult, Probe
 from pharosd.probes.config import HttpProbeConfig
 from pharosd.probes.status import OK, UNKNOWN_STATE
 from pharosd.probes.x509 import not_after
-from pharosd.redact import redact_url
+from pharosd.redact import redact_url, scrub, url_secrets
 from pharosd.units import format_duration
 
 log = structlog.get_logger(__name__)
@@ -60,7 +60,10 @@ class HttpProbe(Probe):
         self.https = parts.scheme == "https"
         self.host = parts.hostname or ""
         self.port = parts.port or (443 if self.https else 80)
+        # The URL may carry credentials (user:password@, ?token=): every text this probe
+        # makes (notes, so alert summaries, sink payloads, logs) shows it redacted.
         self.what = f"{cfg.method} {redact_url(cfg.url)}"
+        self._secrets = url_secrets(cfg.url)
         self._straggler: threading.Thread | None = None
         self._cert_error: str | None = None
 
@@ -77,9 +80,9 @@ class HttpProbe(Probe):
             try:
                 box["result"] = self._request(now, deadline)
             except Exception as e:  # reported on the probe's thread
-                log.error("probe_crashed", probe=self.name, kind=self.kind,
-                          error=describe_error(e), exc_info=True)
-                box["result"] = CheckResult.failed(f"internal error: {describe_error(e)}")
+                error = scrub(describe_error(e), self._secrets)
+                log.error("probe_crashed", probe=self.name, kind=self.kind, error=error)
+                box["result"] = CheckResult.failed(f"internal error: {error}")
 
         worker = threading.Thread(target=run, name=f"probe-http-{self.name}", daemon=True)
         worker.start()
@@ -120,7 +123,7 @@ class HttpProbe(Probe):
             except requests.exceptions.RequestException as e:
                 return self._fail(_reason(e), self._cert(now, deadline))
             except OSError as e:   # a ca_file that cannot be read, ...
-                return CheckResult.failed(describe_error(e))
+                return CheckResult.failed(scrub(describe_error(e), self._secrets))
             with resp:
                 body = b""
                 if self.body_re is not None and cfg.method != "HEAD":
@@ -174,6 +177,7 @@ class HttpProbe(Probe):
         return [("cert_expiry_days", days)]
 
     def _fail(self, reason: str, values: list[tuple[str, float]] | None = None) -> CheckResult:
+        reason = scrub(reason, self._secrets)
         return CheckResult(self.fail_status, f"{self.what}: {reason}",
                            (("up", 0.0), *(values or ())))
 

@@ -9,6 +9,10 @@ The file is opened by ``pharosd.sqlitedb.open_sqlite`` (WAL checked, mode
 power cut. The queue is bounded (``max_rows``): when full, the oldest row is
 dropped and counted.
 
+A file that is not a readable database (``is_corrupt``) is moved aside
+(``quarantine``: ``<name>.db.corrupt-<time>``, logged) and a fresh one
+started.
+
 This class is not thread-safe on its own; ``SinkWorker`` serialises access
 with its lock. Errors are ``sqlite3.Error`` (the worker falls back to memory).
 """
@@ -20,10 +24,15 @@ import json
 import os
 import re
 import sqlite3
+import time
 from dataclasses import dataclass
+
+import structlog
 
 from pharosd.model import AlertEvent
 from pharosd.sqlitedb import open_sqlite
+
+log = structlog.get_logger(__name__)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
@@ -55,6 +64,24 @@ def outbox_path(state_dir: str, sink_name: str) -> str:
     return os.path.join(state_dir, "outbox", safe + ".db")
 
 
+def is_corrupt(e: BaseException) -> bool:
+    """True when SQLite says the file itself is damaged or not a database (not a full
+    disk, a lock or a read-only file: those heal without losing the file)."""
+    healable = sqlite3.OperationalError | sqlite3.IntegrityError | sqlite3.ProgrammingError
+    return isinstance(e, sqlite3.DatabaseError) and not isinstance(e, healable)
+
+
+def quarantine(path: str, name: str) -> str:
+    """Move a damaged database (and its -wal, -shm) aside as ``<path>.corrupt-<time>``."""
+    aside = f"{path}.corrupt-{int(time.time())}"
+    for suffix in ("", "-wal", "-shm"):
+        with contextlib.suppress(FileNotFoundError):
+            os.replace(path + suffix, aside + suffix)
+    log.error("outbox_corrupt", sink=name, path=path, moved_to=aside,
+              note="a fresh outbox is started; the events in the old file are not delivered")
+    return aside
+
+
 @dataclass(frozen=True)
 class Pending:
     """One queued event. ``seq`` is None for an event held in memory only."""
@@ -79,13 +106,27 @@ class Outbox:
     def __init__(self, path: str, *, max_rows: int = 10_000) -> None:
         self.path = path
         self.max_rows = max_rows
-        self._conn = open_sqlite(path, busy_timeout=5.0, synchronous="FULL")
         try:
-            self._conn.executescript(_SCHEMA)
-            self._count = int(self._conn.execute("SELECT COUNT(*) FROM events").fetchone()[0])
+            self._conn, self._count = self._connect(path)
+        except sqlite3.DatabaseError as e:
+            if not is_corrupt(e):
+                raise
+            quarantine(path, os.path.basename(path))
+            self._conn, self._count = self._connect(path)
+
+    @staticmethod
+    def _connect(path: str) -> tuple[sqlite3.Connection, int]:
+        conn = open_sqlite(path, busy_timeout=5.0, synchronous="FULL")
+        try:
+            conn.executescript(_SCHEMA)
+            count = int(conn.execute("SELECT COUNT(*) FROM events").fetchone()[0])
+            check = conn.execute("PRAGMA quick_check(1)").fetchone()
+            if check is None or check[0] != "ok":
+                raise sqlite3.DatabaseError(f"quick_check: {check[0] if check else '?'}")
         except sqlite3.Error:
-            self._conn.close()
+            conn.close()
             raise
+        return conn, count
 
     def __len__(self) -> int:
         return self._count

@@ -15,7 +15,12 @@ at error level and counted by reason in ``status()``.
 If the outbox cannot be written (disk full, broken file), the event is kept
 in a bounded in-memory queue instead (``outbox_write_failed`` is logged and
 counted) and still delivered; the memory queue is written back to the
-outbox, in order, once the outbox works again.
+outbox, in order, once the outbox works again (reopened every
+``REOPEN_EVERY`` seconds). A damaged database file is set aside as
+``<name>.db.corrupt-<time>`` and a fresh outbox started at once.
+
+The worker's supervisor name is ``sink:<name>`` (``WORKER_PREFIX``); logs and
+``status()`` use the sink's own name.
 
 A sink that has a ``periodic(now_wall)`` method (Alertmanager's re-send)
 gets it called about once a second from the worker thread.
@@ -40,13 +45,14 @@ from pharosd.errors import DeliveryError, PermanentDeliveryError
 from pharosd.model import AlertEvent
 from pharosd.sinks.base import Sink
 from pharosd.sinks.config import RetryConfig
-from pharosd.sinks.outbox import Outbox, Pending
+from pharosd.sinks.outbox import Outbox, Pending, is_corrupt, quarantine
 from pharosd.worker import WorkerContext
 
 log = structlog.get_logger(__name__)
 
+WORKER_PREFIX = "sink:"         # supervisor names of sink workers: sink:<name>
 MEMORY_CAPACITY = 1000          # events held in memory while the outbox is broken
-REOPEN_EVERY = 30.0             # seconds between attempts to reopen a broken outbox
+REOPEN_EVERY = 5.0              # seconds between attempts to reopen a broken outbox
 PERIODIC_EVERY = 1.0            # seconds between calls of sink.periodic
 RETRY_AFTER_CAP = 3600.0        # a receiver's Retry-After is honoured up to this
 _DONE_CAPACITY = 10_000
@@ -71,7 +77,10 @@ class SinkWorker:
                  memory_capacity: int = MEMORY_CAPACITY,
                  rng: random.Random | None = None) -> None:
         retry: RetryConfig = getattr(cfg, "retry", None) or RetryConfig()
-        self.name: str = sink.name
+        self.sink_name: str = sink.name
+        # The supervisor's name for this worker: never a user's name alone, so a sink
+        # called "collector" or "uplink" cannot clash with a worker of the daemon.
+        self.name: str = f"{WORKER_PREFIX}{sink.name}"
         self.backoff_initial = float(retry.initial if backoff_initial is None
                                      else backoff_initial)
         self.backoff_max = float(retry.max if backoff_max is None else backoff_max)
@@ -90,6 +99,7 @@ class SinkWorker:
         self._wake = threading.Event()
         self._outbox: Outbox | None = None
         self._outbox_broken = False
+        self._outbox_error: str | None = None
         self._next_open = 0.0
         self._memory: deque[Pending] = deque()
         self._done: set[str] = set()     # delivered, but the outbox delete failed
@@ -138,13 +148,13 @@ class SinkWorker:
             with self._lock:
                 if self._closed:
                     self.dropped["closed"] += 1
-                    log.error("alert_dropped", sink=self.name, reason="sink_closed",
+                    log.error("alert_dropped", sink=self.sink_name, reason="sink_closed",
                               event_id=event.id, rule=event.rule)
                     return
                 self._enqueue(pending)
         except Exception as e:  # the evaluator must never see a sink's trouble
             self.dropped["submit_failed"] += 1
-            log.error("alert_dropped", sink=self.name, reason="submit_failed",
+            log.error("alert_dropped", sink=self.sink_name, reason="submit_failed",
                       event_id=getattr(event, "id", None), error=repr(e))
         finally:
             self._wake.set()
@@ -152,18 +162,22 @@ class SinkWorker:
     # -- control from other threads -------------------------------------------
 
     def reopen(self) -> None:
-        """SIGHUP: let the sink reopen its files or sockets (logrotate)."""
+        """SIGHUP: let the sink reopen its files or sockets (logrotate); a broken outbox
+        is retried on the next pass instead of after ``REOPEN_EVERY``."""
+        with self._lock:
+            self._next_open = 0.0
+        self._wake.set()
         try:
             self._sink.reopen()
         except Exception as e:
-            log.error("sink_reopen_failed", sink=self.name, error=str(e))
+            log.error("sink_reopen_failed", sink=self.sink_name, error=str(e))
 
     def status(self) -> dict[str, Any]:
         with self._lock:
             backlog = len(self._memory) + (len(self._outbox) if self._outbox else 0)
             outbox = "ok" if self._outbox is not None and not self._outbox_broken else "memory"
         return {
-            "sink": self.name,
+            "sink": self.sink_name,
             "backlog": backlog,
             "delivered": self.delivered,
             "retried": self.retried,
@@ -173,6 +187,13 @@ class SinkWorker:
             "last_error": self.last_error,
             "last_success": self.last_success,
         }
+
+    def outbox_state(self) -> str | None:
+        """None while the outbox works; else what is wrong with it."""
+        with self._lock:
+            if self._outbox is not None and not self._outbox_broken:
+                return None
+            return self._outbox_error or "not open"
 
     def carry_over(self, old: SinkWorker) -> None:
         """A reload rebuilt this sink: take over the counts of the worker it replaces
@@ -193,7 +214,7 @@ class SinkWorker:
                 return
             self._closed = True
             if self._memory:
-                log.error("alerts_lost_on_close", sink=self.name, count=len(self._memory))
+                log.error("alerts_lost_on_close", sink=self.sink_name, count=len(self._memory))
                 self.dropped["closed"] += len(self._memory)
                 self._memory.clear()
             if self._outbox is not None:
@@ -202,7 +223,7 @@ class SinkWorker:
         try:
             self._sink.close()
         except Exception as e:
-            log.warning("sink_close_failed", sink=self.name, error=str(e))
+            log.warning("sink_close_failed", sink=self.sink_name, error=str(e))
         self._wake.set()
 
     # -- one pass of the loop (tests drive this with a FakeClock) --------------
@@ -240,8 +261,10 @@ class SinkWorker:
                 try:
                     self._periodic(self._clock.wall())
                 except Exception as e:
-                    log.error("sink_periodic_failed", sink=self.name, error=repr(e))
+                    log.error("sink_periodic_failed", sink=self.sink_name, error=repr(e))
             next_due = min(next_due, max(0.0, self._last_periodic + PERIODIC_EVERY - now))
+        if self._outbox is None and not self._closed:     # come back to reopen it
+            next_due = min(next_due, max(0.0, self._next_open - self._clock.monotonic()))
         return 0.0 if progressed else next_due
 
     # -- internals --------------------------------------------------------------
@@ -252,7 +275,7 @@ class SinkWorker:
             event = pending.event()
         except Exception as e:
             self._drop(pending, "corrupt")
-            log.error("alert_dropped", sink=self.name, reason="corrupt", event_id=pending.id,
+            log.error("alert_dropped", sink=self.sink_name, reason="corrupt", event_id=pending.id,
                       error=repr(e))
             return True
         try:
@@ -260,7 +283,7 @@ class SinkWorker:
         except PermanentDeliveryError as e:
             self.last_error = str(e)
             self._drop(pending, "permanent")
-            log.error("alert_delivery_failed_permanently", sink=self.name, event_id=event.id,
+            log.error("alert_delivery_failed_permanently", sink=self.sink_name, event_id=event.id,
                       fingerprint=event.fingerprint, rule=event.rule, status=event.status,
                       error=str(e))
             return True
@@ -268,7 +291,7 @@ class SinkWorker:
             self._schedule_retry(event, state, str(e), e.retry_after)
             return False
         except Exception as e:  # a sink bug: keep the event and retry, loudly
-            log.exception("sink_deliver_crashed", sink=self.name, event_id=event.id)
+            log.exception("sink_deliver_crashed", sink=self.sink_name, event_id=event.id)
             self._schedule_retry(event, state, repr(e), None)
             return False
         self.delivered += 1
@@ -283,13 +306,13 @@ class SinkWorker:
         self.last_error = error
         delay = self._backoff.delay(state.attempts - 1, self._rng.random(), retry_after)
         state.due = self._clock.monotonic() + delay
-        log.warning("alert_delivery_failed", sink=self.name, event_id=event.id,
+        log.warning("alert_delivery_failed", sink=self.sink_name, event_id=event.id,
                     fingerprint=event.fingerprint, rule=event.rule, status=event.status,
                     attempt=state.attempts, retry_in=round(delay, 3), error=error)
 
     def _give_up(self, pending: Pending, state: _RetryState, age: float) -> None:
         self._drop(pending, "max_age")
-        log.error("alert_delivery_given_up", sink=self.name, event_id=pending.id,
+        log.error("alert_delivery_given_up", sink=self.sink_name, event_id=pending.id,
                   fingerprint=pending.fingerprint, age=round(age, 1), max_age=self.max_age,
                   attempts=state.attempts, last_error=self.last_error)
 
@@ -355,22 +378,24 @@ class SinkWorker:
                 self._outbox_ok()
                 if dropped:
                     self.dropped["overflow"] += dropped
-                    log.error("alert_dropped", sink=self.name, reason="outbox_full",
+                    log.error("alert_dropped", sink=self.sink_name, reason="outbox_full",
                               count=dropped, max_backlog=self._max_rows)
                 return
             except sqlite3.Error as e:
                 self.outbox_write_failed += 1
-                log.error("outbox_write_failed", sink=self.name, event_id=pending.id,
+                log.error("outbox_write_failed", sink=self.sink_name, event_id=pending.id,
                           path=self._outbox_path, error=str(e))
                 self._outbox_broken = True
+                self._outbox_error = f"write failed: {e}"
+                self._quarantine_if_corrupt(e)
         else:
             self.outbox_write_failed += 1
-            log.error("outbox_write_failed", sink=self.name, event_id=pending.id,
+            log.error("outbox_write_failed", sink=self.sink_name, event_id=pending.id,
                       path=self._outbox_path, error="outbox not open")
         if len(self._memory) >= self._memory_capacity:
             old = self._memory.popleft()
             self.dropped["memory_full"] += 1
-            log.error("alert_dropped", sink=self.name, reason="memory_full", event_id=old.id,
+            log.error("alert_dropped", sink=self.sink_name, reason="memory_full", event_id=old.id,
                       capacity=self._memory_capacity)
         self._memory.append(pending)
 
@@ -380,7 +405,7 @@ class SinkWorker:
         self._memory.clear()
         if dropped:
             self.dropped["overflow"] += dropped
-            log.error("alert_dropped", sink=self.name, reason="outbox_full", count=dropped,
+            log.error("alert_dropped", sink=self.sink_name, reason="outbox_full", count=dropped,
                       max_backlog=self._max_rows)
 
     def _open_outbox(self) -> None:
@@ -393,15 +418,27 @@ class SinkWorker:
             return
         pending = len(self._outbox)
         if pending:
-            log.info("outbox_pending", sink=self.name, count=pending)
+            log.info("outbox_pending", sink=self.sink_name, count=pending)
 
     def _outbox_ok(self) -> None:
         if self._outbox_broken:
             self._outbox_broken = False
-            log.info("outbox_recovered", sink=self.name, path=self._outbox_path)
+            log.info("outbox_recovered", sink=self.sink_name, path=self._outbox_path)
 
     def _outbox_failed(self, op: str, e: Exception) -> None:
+        self._outbox_error = f"{op} failed: {e}"
         if not self._outbox_broken:
-            log.error("outbox_failed", sink=self.name, op=op, path=self._outbox_path,
+            log.error("outbox_failed", sink=self.sink_name, op=op, path=self._outbox_path,
                       error=str(e))
         self._outbox_broken = True
+        self._quarantine_if_corrupt(e)
+
+    def _quarantine_if_corrupt(self, e: Exception) -> None:
+        """Under the lock: a damaged database file (not a full disk, not a lock) is set
+        aside and a fresh outbox opened at once; the events in memory go into it."""
+        if not is_corrupt(e) or self._outbox is None:
+            return
+        self._outbox.close()
+        self._outbox = None
+        quarantine(self._outbox_path, self.sink_name)
+        self._next_open = self._clock.monotonic()
