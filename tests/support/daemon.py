@@ -121,6 +121,14 @@ class PharosProcess:
     def wait_log(self, text: str, timeout: float = 20.0) -> bool:
         return bool(wait_until(lambda: text in self.log(), timeout))
 
+    def wait_ready(self, timeout: float = 20.0) -> bool:
+        """READY=1 sent and the control socket there (its worker binds on its own
+        thread, and READY=1 does not wait for it)."""
+        deadline = time.monotonic() + timeout
+        return (self.notify.wait_for(lambda m: "READY=1" in m, timeout)
+                and bool(wait_until((self.tmp / "run" / "control.sock").exists,
+                                    max(0.0, deadline - time.monotonic()))))
+
     def stop(self, timeout: float = 10.0) -> int | None:
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
