@@ -10,6 +10,11 @@ VENV   ?= .venv
 DEBIAN_PYTHON ?= /usr/bin/python3
 DEBIAN_VENV   ?= .venv-debian
 PYTEST_ARGS   ?=
+# The suite mostly waits (on real peers, daemons and outages), so it runs on
+# more pytest-xdist workers than there are cores (tests/conftest.py says how
+# they are scheduled). PYTEST_WORKERS=0: one process.
+PYTEST_WORKERS ?= 6
+PYTEST_XDIST   ?= -n $(PYTEST_WORKERS)
 
 .PHONY: run test test-main test-debian lint typecheck bench deb clean
 
@@ -24,14 +29,20 @@ $(VENV)/.stamp: pyproject.toml
 run: $(VENV)/.stamp
 	$(VENV)/bin/pharosd run
 
-test: test-main test-debian
+# Both suite runs at once (each prints its output whole when it ends); a
+# failing run fails `make test`. TEST_JOBS=1 runs them one after the other.
+# The venvs are made first, one after the other.
+TEST_JOBS ?= 2
+test: $(VENV)/.stamp $(DEBIAN_VENV)/.stamp
+	@$(MAKE) --no-print-directory -j$(TEST_JOBS) --output-sync=target test-main test-debian
 
 test-main: $(VENV)/.stamp
-	$(VENV)/bin/python -m pytest -q -rs $(PYTEST_ARGS)
+	$(VENV)/bin/python -m pytest -q -rs $(PYTEST_XDIST) $(PYTEST_ARGS)
 
 $(DEBIAN_VENV)/.stamp: pyproject.toml
 	$(DEBIAN_PYTHON) -m venv --system-site-packages $(DEBIAN_VENV)
-	$(DEBIAN_VENV)/bin/pip install -q 'pytest>=7' 'pytest-timeout>=2' 'hypothesis>=6.60' 'trustme>=0.9'
+	$(DEBIAN_VENV)/bin/pip install -q 'pytest>=7' 'pytest-timeout>=2' 'hypothesis>=6.60' 'trustme>=0.9' \
+	  'pytest-xdist>=3'
 	$(DEBIAN_VENV)/bin/pip install -q --no-deps --no-build-isolation -e .
 	@touch $@
 
@@ -40,7 +51,8 @@ test-debian: $(DEBIAN_VENV)/.stamp
 	  print("debian libs: psutil", psutil.__version__, "yaml", yaml.__version__, \
 	  "structlog", structlog.__version__, "requests", requests.__version__)'
 	PHAROS_SKIP_REAL_SYSTEMD="ran once in test-main: the container runs its own Debian python3, not this venv" \
-	PHAROS_TEST_PYTHON=$(DEBIAN_VENV)/bin/python $(DEBIAN_VENV)/bin/python -m pytest -q -rs $(PYTEST_ARGS)
+	PHAROS_TEST_PYTHON=$(DEBIAN_VENV)/bin/python $(DEBIAN_VENV)/bin/python -m pytest -q -rs $(PYTEST_XDIST) \
+	  $(PYTEST_ARGS)
 
 lint: $(VENV)/.stamp
 	$(VENV)/bin/ruff check .

@@ -14,8 +14,10 @@ processes the command left running in its group after a normal exit get the
 same (``kill_group``). The leader is reaped only after that, so its process
 group id cannot be reused while it is signalled.
 
-``live``, when given, holds the process group id while the command runs, so
-that its owner can signal it when the daemon stops mid-run.
+``live`` (a ``LiveGroups``), when given, holds the process group id while the
+command runs, so that its owner can signal it when the daemon stops mid-run;
+a command that starts just as its owner closes the set is signalled as it
+registers, so none outlives a stop.
 """
 
 from __future__ import annotations
@@ -25,8 +27,9 @@ import selectors
 import signal
 import subprocess
 import tempfile
+import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import IO
 
@@ -106,10 +109,54 @@ def _start(argv: Sequence[str], env: Mapping[str, str], stdin: bytes | None,
                                 close_fds=True, start_new_session=True)
 
 
+class LiveGroups:
+    """The process groups of the runs in flight, for their owner to signal on stop.
+
+    ``close(sig)`` sends ``sig`` to every group and closes the set; a group
+    registered after that (its command started between the owner's check and
+    the close) gets ``sig`` at once instead of outliving the daemon.
+    ``signalled(pgid)`` is called for every group that got the signal.
+    """
+
+    def __init__(self, signalled: Callable[[int], None] | None = None) -> None:
+        self._signalled = signalled
+        self._lock = threading.Lock()
+        self._pgids: set[int] = set()
+        self._closed_with: int | None = None
+
+    def add(self, pgid: int) -> None:
+        with self._lock:
+            sig = self._closed_with
+            if sig is None:
+                self._pgids.add(pgid)
+                return
+        self._signal(pgid, sig)
+
+    def discard(self, pgid: int) -> None:
+        with self._lock:
+            self._pgids.discard(pgid)
+
+    def close(self, sig: int) -> None:
+        """Signal every group in flight now, and any that registers later."""
+        with self._lock:
+            self._closed_with = sig
+            pgids = sorted(self._pgids)
+        for pgid in pgids:
+            self._signal(pgid, sig)
+
+    def _signal(self, pgid: int, sig: int) -> None:
+        try:
+            os.killpg(pgid, sig)
+        except OSError:             # gone already, or not ours to signal
+            return
+        if self._signalled is not None:
+            self._signalled(pgid)
+
+
 def run_command(argv: Sequence[str], env: Mapping[str, str], timeout: float, *,
                 stdin: bytes | None = None, stdout_cap: int | None = OUTPUT_CAP,
                 stderr_cap: int = STDERR_CAP, grace: float = KILL_GRACE,
-                live: set[int] | None = None, clock: Clock | None = None) -> RunResult:
+                live: LiveGroups | None = None, clock: Clock | None = None) -> RunResult:
     """Run ``argv`` to completion or ``timeout``; raise ``OSError`` if it cannot start.
 
     ``stdout_cap=None`` discards stdout (``/dev/null``); ``stdin=None`` reads

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from pharosd import __version__
+from tests.support.machine import PACKAGE, machine_lock
 
 
 def pharosd(*args: str, env: dict[str, str] | None = None,
@@ -54,10 +55,12 @@ def test_check_config_ok_and_lookup_order(tmp_path):
 
 
 def test_embedded_default_when_nothing_is_given(tmp_path):
-    # Only where the package is not installed (its tests purge it after use).
-    if os.path.exists("/etc/pharos.yaml"):
-        pytest.skip("/etc/pharos.yaml exists here: it is the lookup's answer")
-    r = pharosd("check-config")
+    # Only where the package is not installed (its tests purge it after use, and
+    # hold the lock while it is installed).
+    with machine_lock(PACKAGE):
+        if os.path.exists("/etc/pharos.yaml"):
+            pytest.skip("/etc/pharos.yaml exists here: it is the lookup's answer")
+        r = pharosd("check-config")
     assert r.returncode == 0
     assert r.stdout.startswith("<embedded default>: ok (13 statistics, 0 probes, 7 thresholds")
 

@@ -333,16 +333,19 @@ def test_pool_threads_are_bounded_by_max_blocking_and_never_queue(start: Any) ->
 
 def test_stop_is_prompt_even_with_a_hung_probe() -> None:
     hung = FakeSource("hung", blocking=True, gate=threading.Event())
-    c = Collector([hung, FakeSource("stat")], [])
+    rec = Recorder()
+    c = Collector([hung, FakeSource("stat")], [rec])
     ctx = WorkerContext()
     t = threading.Thread(target=c.run, args=(ctx,), daemon=True)
     t.start()
-    wait_until(lambda: hung.calls == 1, "probe running")
+    wait_until(lambda: hung.calls == 1 and rec.values("stat.run"), "probe running")
     ctx.stop()
     t.join(10)
     assert not t.is_alive()                 # did not wait for the hung probe
     assert hung.finished == 0
     hung.gate.set()                         # type: ignore[union-attr]
+    wait_until(lambda: not c.status()["hung"]["in_flight"], "the hung run ends after the stop")
+    assert rec.values("hung.run") == []     # ... and publishes nothing
 
 
 def test_run_beats_the_heartbeat_while_idle(start: Any) -> None:

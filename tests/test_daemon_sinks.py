@@ -111,6 +111,7 @@ def delivered(rx: Receiver) -> list[dict[str, Any]]:
 # -- 1. outage, restart, 500s: every event arrives, in order, same ids -----------
 
 
+@pytest.mark.slow
 def test_receiver_down_then_failing_gets_every_event_across_a_restart(tmp_path, stack):
     port = free_port()                    # nothing listens here during the outage
     url = f"http://127.0.0.1:{port}/hook"

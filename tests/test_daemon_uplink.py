@@ -67,6 +67,7 @@ def test_reload_turns_the_uplink_on(tmp_path, vm, daemons):
     assert wait_until(lambda: series(vm, "pharos_uptime_seconds"), 30), d.log()
 
 
+@pytest.mark.slow
 def test_outage_with_a_restart_loses_no_sample(tmp_path, vm, daemons):
     d = PharosProcess(tmp_path, config(tmp_path, vm.write_url))
     daemons.append(d)

@@ -34,7 +34,7 @@ def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PharosProcess]:
     tmp = tmp_path_factory.mktemp("control-fuzz")
     d = PharosProcess(tmp, CONFIG.format(state=tmp / "state"))
     try:
-        assert d.notify.wait_for(lambda m: any(x.startswith("READY=1") for x in m)), d.log()
+        assert d.wait_ready(), d.log()
         yield d
     finally:
         d.stop()

@@ -32,6 +32,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.daemon import NotifySocket, read_events, wait_until
+from tests.support.machine import PACKAGE, machine_lock
 
 ROOT = Path(__file__).resolve().parents[1]
 BUILD = ROOT / "packaging" / "build-deb"
@@ -324,6 +325,11 @@ def installed(deb: Path) -> Iterator[Path]:
     for tool, package in (("apt-get", "apt"), ("dpkg-query", "dpkg"), ("setpriv", "util-linux"),
                           ("systemd-analyze", "systemd")):
         require_tool(tool, package)
+    with machine_lock(PACKAGE):                 # one suite run at a time has it installed
+        yield from _installed(deb)
+
+
+def _installed(deb: Path) -> Iterator[Path]:
     if dpkg_status():
         pytest.skip(f"pharosd is already known to dpkg here ({dpkg_status()!r}): not touching it")
     try:
@@ -459,6 +465,8 @@ def test_daemon_runs_from_the_package_as_pharos(installed, pharos_tmp):
     try:
         assert notify.wait_for(lambda m: "READY=1" in m, 60), log.read_text()
         sock = tmp / "run" / "control.sock"
+        # The control worker binds on its own thread, READY=1 does not wait for it.
+        assert wait_until(sock.exists, 10), log.read_text()
         st = os.stat(sock)
         assert stat.S_ISSOCK(st.st_mode) and stat.S_IMODE(st.st_mode) == 0o660
         assert (st.st_uid, st.st_gid) == (user.pw_uid, user.pw_gid)

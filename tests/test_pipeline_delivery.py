@@ -1,10 +1,11 @@
 """The pure core of sending: splitting rejected batches.
 
-``Delivery`` is driven here against models of Prometheus 2.42's rules (PEERS.md):
-every sample older than a cutoff refused ("too old sample", "out of bounds"),
-single bad samples refused (duplicates), and a plain 4xx. What matters: every
-good sample is acknowledged, every bad one dropped and counted, and the number
-of requests stays small (no retry storm).
+``Delivery`` is driven here against models of Prometheus 2.42's rules (checked against
+the real Prometheus in tests/test_remote_write_prometheus.py): every sample older than
+a cutoff refused ("too old sample", "out of bounds"), single bad samples refused
+(duplicates), and a plain 4xx. What matters: every good sample is acknowledged,
+every bad one dropped and counted, and the number of requests stays small (no
+retry storm).
 """
 
 from __future__ import annotations

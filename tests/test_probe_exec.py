@@ -12,6 +12,7 @@ from __future__ import annotations
 import http.server
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -29,6 +30,7 @@ from pharosd.probes.config import ExecProbeConfig
 from pharosd.probes.exec import OUTPUT_CAP, ExecProbe, run_command
 from pharosd.probes.factory import build_probe
 from pharosd.probes.nagios import MAX_ITEMS
+from pharosd.subprocesses import LiveGroups
 from pharosd.types import Duration, FrozenDict
 
 pytestmark = pytest.mark.timeout(120)
@@ -447,3 +449,23 @@ def test_sixteen_thousand_perfdata_items_are_capped_counted_and_logged_once(tmp_
     assert p.perfdata_truncated == 2 * (16000 - MAX_ITEMS)
     truncated = [e for e in logs if e["event"] == "plugin_perfdata_truncated"]
     assert len(truncated) == 1 and truncated[0]["dropped"] == 16000 - MAX_ITEMS
+
+
+def test_a_run_that_registers_after_the_stop_is_killed_at_once():
+    # The daemon may stop between a run's Popen and its registration: close() then
+    # finds nothing to kill, and the late registration must kill the group itself.
+    signalled: list[int] = []
+    live = LiveGroups(signalled.append)
+    first = subprocess.Popen(["sleep", "30"], start_new_session=True)
+    late = subprocess.Popen(["sleep", "30"], start_new_session=True)
+    try:
+        live.add(first.pid)
+        live.close(signal.SIGKILL)
+        assert first.wait(5) == -signal.SIGKILL
+        live.add(late.pid)
+        assert late.wait(5) == -signal.SIGKILL
+        assert signalled == [first.pid, late.pid]
+    finally:
+        for p in (first, late):
+            p.kill()
+            p.wait()

@@ -145,9 +145,27 @@ def test_pidfile(spawn, marker, tmp_path):
     assert s["status"].note == f"check failed: pidfile {pidfile}: expected a pid, got 'garbage'"
 
 
-def test_pharosd_never_matches_itself():
-    me = " ".join(psutil.Process().cmdline())
-    assert run(probe(cmdline=f"^{re.escape(me)}$", min_count=0))["count"].value == 0
+SELF_MATCH = """
+import re, sys, time, psutil
+from pharosd.probes.config import ProcessProbeConfig
+from pharosd.probes.factory import build_probe
+me = "^" + re.escape(" ".join(psutil.Process().cmdline())) + "$"
+seen = sum(1 for p in psutil.process_iter(["cmdline"])
+           if re.search(me, " ".join(p.info["cmdline"] or [])))
+cfg = ProcessProbeConfig(name="svc", kind="process", cmdline=me, min_count=0)
+[count] = [s.value for s in build_probe(cfg, 10.0).collect(time.time())
+           if s.metric == "probe.svc.count"]
+print(seen, count, flush=True)
+"""
+
+
+def test_pharosd_never_matches_itself(marker):
+    # In a process of its own with a unique command line (pytest-xdist workers share
+    # theirs): psutil sees exactly that process, the probe leaves it out.
+    out = subprocess.run([sys.executable, "-c", SELF_MATCH, marker], capture_output=True,
+                         text=True, timeout=30)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines()[-1].split() == ["1", "0.0"], out.stdout
 
 
 def test_config_checks():

@@ -149,6 +149,7 @@ def test_without_an_out_of_order_window_out_of_bounds_is_split_off_too(tmp_path)
         assert float(b["value"][1]) == 3.0
 
 
+@pytest.mark.slow
 def test_a_60s_outage_with_a_restart_loses_no_sample(tmp_path, prom) -> None:
     series = 10
     state = str(tmp_path / "state")

@@ -173,6 +173,7 @@ def test_shipped_samples_are_exported_with_names_labels_values_and_times(tmp_pat
         assert probe_labels["probe_kind"] == "http" and probe == [(ms, 2.0)]
 
 
+@pytest.mark.slow
 def test_a_60s_outage_with_a_sigkill_and_a_restart_loses_only_the_unspilled_tail(
         tmp_path, drivers) -> None:
     state = tmp_path / "state"
@@ -223,6 +224,7 @@ def test_a_60s_outage_with_a_sigkill_and_a_restart_loses_only_the_unspilled_tail
     assert sum(n - 1 for n in got["a"].values()) <= 2000, "no bulk re-send"
 
 
+@pytest.mark.slow
 def test_kill_9_twenty_times_while_spilling(tmp_path, drivers) -> None:
     state = tmp_path / "state"
     state.mkdir()

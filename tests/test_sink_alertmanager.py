@@ -209,6 +209,7 @@ def test_alertmanager_notifies_firing_then_resolved(tmp_path: Path, hook: Receiv
         sink.close()
 
 
+@pytest.mark.slow
 @pytest.mark.peer("alertmanager")
 def test_two_clustered_alertmanagers_notify_exactly_once(tmp_path: Path,
                                                          hook: Receiver) -> None:

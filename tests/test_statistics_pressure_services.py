@@ -84,13 +84,15 @@ def test_pressure_on_a_fake_tree(tmp_path: Path, cpu: str) -> None:
     assert names(first) == averages
     assert values(first)[("pressure.memory_full_avg60", ())] == 0.25
     # ten seconds later: memory stalled 2.5 s more (some), 1 s (full): 25 % and 10 %
+    # io's counter says 12 s in 10 s (the counter and the clock are read a moment apart)
     fake_proc(tmp_path, {"memory": MEMORY.replace("total=1000000", "total=3500000")
-                         .replace("total=400000", "total=1400000")})
+                         .replace("total=400000", "total=1400000"),
+                         "io": MEMORY.replace("total=1000000", "total=13000000")})
     clock.advance(10)
     got = values(stat.collect(2.0))
     assert got[("pressure.memory_some_percent", ())] == pytest.approx(25.0)
     assert got[("pressure.memory_full_percent", ())] == pytest.approx(10.0)
-    assert got[("pressure.io_some_percent", ())] == 0.0
+    assert got[("pressure.io_some_percent", ())] == 100.0       # a share: never past 100
     assert got[("pressure.cpu_some_percent", ())] == 0.0
     assert ("pressure.cpu_full_percent", ()) not in got
 

@@ -190,6 +190,12 @@ def status(box: Container, user: str | None = None) -> dict[str, Any]:
     return dict(json.loads(box.run("pharosd", "status", "--json", user=user).stdout))
 
 
+def alerts_now(box: Container) -> list[dict[str, Any]]:
+    """The daemon's alerts, or [] while it does not answer yet (just started, loaded machine)."""
+    proc = box.run("pharosd", "status", "--json", check=False)
+    return list(json.loads(proc.stdout)["alerts"]) if proc.returncode == 0 else []
+
+
 def events(box: Container, path: str = "/var/lib/pharos/alerts.jsonl") -> list[dict[str, Any]]:
     proc = box.run("cat", path, check=False)
     return [json.loads(line) for line in proc.stdout.splitlines() if line.strip()]
@@ -374,7 +380,9 @@ def test_09_a_crash_loop_ending_in_70_is_restarted_after_RestartSec(box):
     assert exits and scheduled, "\n".join(str(e.get("MESSAGE")) for e in entries)
     gap = (int(scheduled[0]["__MONOTONIC_TIMESTAMP"])
            - int(exits[0]["__MONOTONIC_TIMESTAMP"])) / 1e6
-    assert gap >= restart_sec, f"restarted {gap:.2f} s after exit 70, RestartSec={restart_sec}"
+    # (journald stamps a message when it receives it: the exit line may be a bit late)
+    assert gap >= restart_sec - 0.25, \
+        f"restarted {gap:.2f} s after exit 70, RestartSec={restart_sec}"
     # The daemon's own word on it is an error, as is the supervisor giving up.
     errors = messages(box, mark, priority="error")
     assert "event=daemon_stopped exit_code=70" in errors, errors
@@ -409,7 +417,7 @@ def test_10_a_bad_config_at_start_is_not_restarted_in_a_loop(box):
 def test_11_upgrade_keeps_the_edit_restarts_and_keeps_open_alerts(box, debs):
     config = box.read("/etc/pharos.yaml")
     assert wait_until(lambda: any(a["rule"] == "uptime-high" and a["status"] == "firing"
-                                  for a in status(box)["alerts"]), 20)
+                                  for a in alerts_now(box)), 20)
     before = {a["rule"]: a for a in status(box)["alerts"]}
     fired = len(firing(box, "uptime-high"))
     pid = prop(box, "MainPID")
@@ -420,7 +428,7 @@ def test_11_upgrade_keeps_the_edit_restarts_and_keeps_open_alerts(box, debs):
     assert box.read("/etc/pharos.yaml") == config, "the conffile edit was lost"
     assert box.run("test", "-e", "/etc/pharos.yaml.dpkg-dist", check=False).returncode != 0
     assert wait_until(lambda: active_with_new_pid(box, pid), 30), "not restarted on upgrade"
-    after = wait_until(lambda: {a["rule"]: a for a in status(box)["alerts"]}, 10)
+    after = wait_until(lambda: {a["rule"]: a for a in alerts_now(box)}, 10)
     assert after["uptime-high"]["status"] == "firing"
     assert after["uptime-high"]["since"] == before["uptime-high"]["since"]
     assert len(firing(box, "uptime-high")) == fired, "the upgrade fired the open alert again"

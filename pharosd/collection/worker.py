@@ -152,6 +152,7 @@ class Collector:
         self._consumer_errors: dict[int, str] = {}
         self._consumer_failures = 0
         self._running = 0          # blocking runs in flight, removed sources' included
+        self._stopped = False      # run() ended: a run finishing now publishes nothing
         self.first_collection = threading.Event()
         self._on_first_collection = on_first_collection
 
@@ -220,6 +221,8 @@ class Collector:
     def run(self, ctx: WorkerContext) -> None:
         pool = ThreadPoolExecutor(max_workers=self._max_blocking,
                                   thread_name_prefix="pharos-source")
+        with self._lock:
+            self._stopped = False
         try:
             while not ctx.stopping:
                 ctx.beat()
@@ -242,6 +245,10 @@ class Collector:
                 self._check_first_collection()
                 ctx.wait(self._sleep_for())
         finally:
+            # A run that ends after this (a plugin killed by close(), a hung run
+            # that returns) is not a result: it would report the stop as a failure.
+            with self._lock:
+                self._stopped = True
             pool.shutdown(wait=False, cancel_futures=True)
             self._close_sources()
 
@@ -321,7 +328,9 @@ class Collector:
 
     def _on_done(self, e: _Entry, wall: float, fut: Future[list[Sample]]) -> None:
         try:
-            if fut.cancelled():
+            with self._lock:
+                stopped = self._stopped
+            if fut.cancelled() or stopped:
                 return
             exc = fut.exception()
             if exc is not None:

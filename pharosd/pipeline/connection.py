@@ -16,7 +16,10 @@ over ``httpclient.BoundedClient``) costs about 1.4 ms of CPU per request;
 * The whole-request deadline: every socket operation waits at most the time
   left until ``timeout``, and ``abort()`` (the lane calls it once a request
   has run past its ``timeout``) shuts the socket down, which ends a peer that
-  drips its answer byte by byte.
+  drips its answer byte by byte. The body is read a chunk at a time with the
+  deadline checked between chunks; an answer not complete by the deadline, or
+  cut short before its ``Content-Length``, is an error (the samples are sent
+  again), never a success.
 * ``SerialLauncher`` runs a lane's jobs one after another on one daemon
   thread instead of a new thread per request; the thread ends after a minute
   without work and is started again by the next job.
@@ -119,9 +122,22 @@ class ConnectionTransport:
         resp = conn.getresponse()
         status = resp.status
         retry_after = resp.getheader("Retry-After")
-        if conn.sock is not None:
-            conn.sock.settimeout(left())
-        data = resp.read(BODY_KEEP)
+        data = resp.read() if resp.length == 0 else b""     # closes an empty answer
+        while len(data) < BODY_KEEP and not resp.isclosed():    # deadline checked between
+            if conn.sock is not None:
+                conn.sock.settimeout(left())
+            try:
+                chunk = resp.read1(BODY_KEEP - len(data))
+            except TimeoutError:
+                left()              # past the deadline: say so
+                raise
+            if not chunk:
+                left()              # cut short by abort() at the deadline: say so
+                if resp.length:     # ended before its Content-Length
+                    raise http.client.IncompleteRead(data, resp.length)
+                break
+            data += chunk
+            left()
         if not resp.isclosed():
             resp.close()            # more than BODY_KEEP left: the connection goes
             self._drop(conn)

@@ -16,7 +16,6 @@ anything else or death by a signal UNKNOWN), parses the output
 
 from __future__ import annotations
 
-import os
 import signal
 from collections.abc import Mapping, Sequence
 
@@ -28,7 +27,7 @@ from pharosd.errors import ProbeError
 from pharosd.probes.base import CheckResult, Probe
 from pharosd.probes.config import ExecProbeConfig
 from pharosd.probes.nagios import MAX_ITEMS, parse_output, perfdata_values
-from pharosd.subprocesses import KILL_GRACE, OUTPUT_CAP, RunResult, base_env
+from pharosd.subprocesses import KILL_GRACE, OUTPUT_CAP, LiveGroups, RunResult, base_env
 from pharosd.units import format_duration
 
 log = structlog.get_logger(__name__)
@@ -40,7 +39,7 @@ RESERVED = ("status", "state", "duration_seconds")
 
 def run_command(argv: Sequence[str], env: Mapping[str, str], timeout: float, *,
                 cap: int = OUTPUT_CAP, grace: float = KILL_GRACE,
-                live: set[int] | None = None, clock: Clock | None = None) -> RunResult:
+                live: LiveGroups | None = None, clock: Clock | None = None) -> RunResult:
     """Run a plugin (``pharosd.subprocesses.run_command``, stdin from /dev/null);
     raise ``ProbeError`` if it cannot start."""
     try:
@@ -63,16 +62,14 @@ class ExecProbe(Probe):
         self.perfdata_truncated = 0      # perfdata items past MAX_ITEMS, in total
         self._truncating = False
         self._last_problem: str | None = None
-        self._live: set[int] = set()     # process groups of runs in flight
+        self._live = LiveGroups(self._killed_on_stop)   # process groups of runs in flight
 
     def close(self) -> None:
-        """SIGKILL the process group of a run still in flight (the daemon is stopping)."""
-        for pgid in list(self._live):
-            try:
-                os.killpg(pgid, signal.SIGKILL)
-            except OSError:
-                continue
-            log.info("plugin_killed_on_stop", probe=self.name, pgid=pgid)
+        """SIGKILL the process group of a run in flight, or starting (the daemon is stopping)."""
+        self._live.close(signal.SIGKILL)
+
+    def _killed_on_stop(self, pgid: int) -> None:
+        log.info("plugin_killed_on_stop", probe=self.name, pgid=pgid)
 
     def check(self, now: float) -> CheckResult:
         cfg = self.cfg

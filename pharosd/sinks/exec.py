@@ -23,8 +23,6 @@ SIGTERM and its event stays in the outbox.
 
 from __future__ import annotations
 
-import contextlib
-import os
 import signal
 import threading
 from collections.abc import Mapping, Sequence
@@ -32,7 +30,7 @@ from collections.abc import Mapping, Sequence
 from pharosd.clock import Clock, SystemClock
 from pharosd.errors import DeliveryError, PermanentDeliveryError
 from pharosd.model import AlertEvent
-from pharosd.subprocesses import KILL_GRACE, RunResult, base_env, run_command
+from pharosd.subprocesses import KILL_GRACE, LiveGroups, RunResult, base_env, run_command
 
 RETRY_EXIT = 75                  # EX_TEMPFAIL (sysexits.h)
 STDERR_CAP = 1024                # bytes of stderr kept for the error message
@@ -69,7 +67,7 @@ def classify_exit(result: RunResult, program: str, timeout: float) -> None:
 
 
 def run(argv: Sequence[str], stdin: bytes, env: Mapping[str, str], timeout: float, *,
-        grace: float = KILL_GRACE, running: set[int] | None = None,
+        grace: float = KILL_GRACE, running: LiveGroups | None = None,
         clock: Clock | None = None) -> RunResult:
     """Run ``argv`` with ``stdin``, stdout discarded; raise ``OSError`` when it cannot start."""
     return run_command(argv, env, timeout, stdin=stdin, stdout_cap=None,
@@ -87,7 +85,7 @@ class ExecSink:
         self.timeout = timeout
         self.grace = grace
         self.blocking_timeout = timeout + 2 * grace + 2.0
-        self._running: set[int] = set()
+        self._running = LiveGroups()
         self._closing = threading.Event()
 
     def deliver(self, event: AlertEvent) -> None:
@@ -110,6 +108,4 @@ class ExecSink:
         """The daemon stops: a command still running gets SIGTERM; its event stays
         in the outbox (retried at the next start) unless it still exited 0."""
         self._closing.set()
-        for pgid in list(self._running):
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(pgid, signal.SIGTERM)
+        self._running.close(signal.SIGTERM)

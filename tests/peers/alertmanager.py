@@ -3,9 +3,8 @@
 ``group_wait`` and ``group_interval`` are short (1s; 2s clustered) so
 notifications come quickly; ``send_resolved`` is on. Alone it runs with an empty
 ``--cluster.listen-address`` (the default binds 0.0.0.0:9094); with
-``cluster_port`` it gossips on loopback with the ``peers`` given
-(PEERS.md). ``stop()`` sends SIGTERM and waits (the last clustered
-instance takes ~10 s).
+``cluster_port`` it gossips on loopback with the ``peers`` given.
+``stop()`` sends SIGTERM and waits (the last clustered instance takes ~10 s).
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 With ``scrape=["127.0.0.1:PORT"]`` it also scrapes those targets as job
 ``pharosd`` every ``scrape_interval`` (for the HTTP listener's tests).
 
-Started per PEERS.md: ``--web.enable-remote-write-receiver``, no scrape
+Started with ``--web.enable-remote-write-receiver``, no scrape
 jobs, a temporary TSDB, and by default ``out_of_order_time_window: 6h`` so
 replayed old samples are taken (``ooo_window=None`` leaves it out).
 ``stop()`` and ``start()`` again keep the port and the TSDB: an outage.

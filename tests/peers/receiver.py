@@ -1,7 +1,8 @@
 """An HTTP receiver on 127.0.0.1 that records every request and answers as scripted.
 
 ``Receiver(respond)`` calls ``respond(request)`` for each request to get
-``(status, headers, body)``; the default answers 200. With ``ssl_context``
+``(status, headers, body)``; the default answers 200 (a 204 or 304 goes out
+without its body, as HTTP wants). With ``ssl_context``
 it speaks HTTPS. ``respond`` may
 return ``HANG`` to never answer (until the receiver stops). Every request
 is recorded with what was answered, so a test sees retries too.
@@ -83,10 +84,14 @@ class Receiver(ServedOnThread):
                     receiver._stop.wait()
                     self.close_connection = True   # hang up without an answer
                     return
+                if status in (204, 304):
+                    out = b""      # no content, as a real server (Go's net/http) enforces:
+                                   # bytes after it would be read as the next answer
                 self.send_response(status)
                 for k, v in headers.items():
                     self.send_header(k, v)
-                self.send_header("Content-Length", str(len(out)))
+                if status not in (204, 304):
+                    self.send_header("Content-Length", str(len(out)))
                 self.end_headers()
                 self.wfile.write(out)
 

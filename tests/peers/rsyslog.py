@@ -94,7 +94,8 @@ class Rsyslog(PeerProcess):
         if not self.output.exists():
             return []
         out = []
-        for line in self.output.read_text(errors="replace").splitlines():
+        # rsyslogd may be writing the last line right now: only whole lines count
+        for line in self.output.read_text(errors="replace").split("\n")[:-1]:
             if line.strip():
                 out.append(json.loads(line))
         return out

@@ -8,6 +8,7 @@ captures its log lines, and sends it real signals.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -26,9 +27,9 @@ class NotifySocket:
         self.path = path
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         self.sock.bind(str(path))
-        self.sock.settimeout(0.2)
+        self.sock.settimeout(1.0)          # a safety net: close() wakes the reader at once
         self.messages: list[tuple[float, str]] = []
-        self._lock = threading.Lock()
+        self._changed = threading.Condition()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._read, daemon=True)
         self._thread.start()
@@ -41,24 +42,37 @@ class NotifySocket:
                 continue
             except OSError:
                 return
-            with self._lock:
+            with self._changed:
                 for line in data.decode().splitlines():
                     self.messages.append((time.monotonic(), line))
+                self._changed.notify_all()
 
     def lines(self) -> list[str]:
-        with self._lock:
+        with self._changed:
             return [m for _, m in self.messages]
 
     def count(self, line: str) -> int:
         return sum(1 for m in self.lines() if m == line)
 
     def wait_for(self, pred: Callable[[list[str]], bool], timeout: float = 20.0) -> bool:
-        return wait_until(lambda: pred(self.lines()), timeout)
+        """Wait until ``pred(lines)`` holds, woken by each datagram; False at the deadline."""
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while True:
+                if pred([m for _, m in self.messages]):
+                    return True
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                self._changed.wait(remaining)
 
     def close(self) -> None:
         self._stop.set()
-        self.sock.close()
+        with contextlib.suppress(OSError), \
+                socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as wake:
+            wake.sendto(b"", str(self.path))        # the reader returns from recv now
         self._thread.join(2)
+        self.sock.close()
 
 
 def wait_until(pred: Callable[[], Any], timeout: float = 20.0, step: float = 0.05) -> Any:
@@ -106,6 +120,14 @@ class PharosProcess:
 
     def wait_log(self, text: str, timeout: float = 20.0) -> bool:
         return bool(wait_until(lambda: text in self.log(), timeout))
+
+    def wait_ready(self, timeout: float = 20.0) -> bool:
+        """READY=1 sent and the control socket there (its worker binds on its own
+        thread, and READY=1 does not wait for it)."""
+        deadline = time.monotonic() + timeout
+        return (self.notify.wait_for(lambda m: "READY=1" in m, timeout)
+                and bool(wait_until((self.tmp / "run" / "control.sock").exists,
+                                    max(0.0, deadline - time.monotonic()))))
 
     def stop(self, timeout: float = 10.0) -> int | None:
         if self.proc.poll() is None:
