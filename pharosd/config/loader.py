@@ -28,7 +28,7 @@ from yaml.nodes import MappingNode
 
 from pharosd.config.builder import Builder
 from pharosd.config.document import compose, is_null, locate
-from pharosd.config.include import parse_tree
+from pharosd.config.include import parse_tree, read_text
 from pharosd.config.schema import Config
 from pharosd.errors import ConfigError, ConfigIssue
 
@@ -83,16 +83,7 @@ def load_config(path: str | None, environ: Mapping[str, str] | None = None) -> L
     if path is None:
         source, text = EMBEDDED_SOURCE, default_config_text()
     else:
-        source = path
-        try:
-            with open(path, encoding="utf-8") as f:
-                text = f.read()
-        except OSError as e:
-            message = f"cannot read the file: {e.strerror or e}"
-            raise ConfigError([ConfigIssue(path, 0, 0, "", message)]) from e
-        except UnicodeDecodeError as e:
-            message = f"expected UTF-8 text, got byte 0x{e.object[e.start]:02x} at offset {e.start}"
-            raise ConfigError([ConfigIssue(path, 0, 0, "", message)]) from e
+        source, text = path, read_text(path)
     try:
         tree = parse_tree(text, source, os.environ if environ is None else environ)
     except ConfigError:
