@@ -52,7 +52,12 @@ def operator_config(hook_port: int) -> str:
 interval: 1s
 soak: 1s
 cool: 1s
-statistics: [uptime, memory, load, disk]
+statistics:
+  - uptime
+  - memory
+  - load
+  - disk
+  - {{name: services, every: 1s, match: ["doomed*.service"]}}
 probes:
   - {{name: rootdisk, kind: exec, command: [{plugins}/check_disk, -w, "1%", -c, "1%", -p, /]}}
   - name: dbus        # CRITICAL while it sees the message bus of user messagebus
@@ -60,6 +65,7 @@ probes:
     command: [{plugins}/check_procs, -c, "0:0", -u, messagebus, -C, dbus-daemon]
 thresholds:
   - {{name: uptime-high, metric: uptime.seconds, above: 1}}
+  - {{name: unit-failed, metric: services.active_state, below: 0}}
 sinks:
   - {{name: file, kind: file}}
   - {{name: logs, kind: file, path: /var/log/pharos/alerts.jsonl}}
@@ -153,8 +159,8 @@ def box(tmp_path_factory: pytest.TempPathFactory,
 # -- reading the container -------------------------------------------------------------
 
 
-def prop(box: Container, name: str) -> str:
-    return box.run("systemctl", "show", "-P", name, UNIT).stdout.strip()
+def prop(box: Container, name: str, unit: str = UNIT) -> str:
+    return box.run("systemctl", "show", "-P", name, unit).stdout.strip()
 
 
 def cursor(box: Container) -> int:
@@ -310,6 +316,16 @@ def test_05_nagios_plugins_run_in_the_sandbox(box):
     rootdisk = status(box)["collector"]["rootdisk"]
     assert rootdisk["runs"] > 0 and rootdisk["last_error"] is None, rootdisk
     assert not firing(box, "probe:rootdisk")
+
+
+def test_05b_a_failed_unit_fires_through_the_services_statistic(box):
+    # `systemctl show` from inside the hardened unit, as user pharos, over D-Bus.
+    box.run("systemd-run", "--unit=doomed", "/bin/false", check=False)
+    assert wait_until(lambda: prop(box, "ActiveState", "doomed.service") == "failed", 20)
+    found = wait_until(lambda: [e for e in firing(box, "unit-failed")
+                                if e["labels"].get("unit") == "doomed.service"], 30)
+    assert found, f"no unit-failed alert for doomed.service:\n{messages(box)}"
+    assert found[0]["value"] == -1, found[0]
 
 
 def test_06_journal_priorities_follow_the_log_levels(box):
