@@ -295,7 +295,7 @@ class Daemon:
                  probes=len(self.loaded.config.probes),
                  thresholds=len(self.loaded.config.thresholds),
                  sinks=len(self.sinks), uplink=self.pipeline.enabled,
-                 http=self.loaded.config.http.listen)
+                 http=self.loaded.config.http.listen or "off")
 
     def add_worker(self, worker: Worker) -> None:
         """Supervise one more worker (between ``start`` and ``serve``)."""
