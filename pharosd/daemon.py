@@ -438,7 +438,7 @@ class Daemon:
             slot.cfg = new_sinks[name]              # a filter or repeat that changed
         self.alerts_out.reconfigure(routes(cfg), schedule(cfg.maintenance, self.environ),
                                     self._submitters())
-        for slot in old_slots.values():
+        for name, slot in old_slots.items():
             self.supervisor.stop(slot.worker.name, timeout=2.0)
             slot.worker.close()
             if name in built:    # the same sink, rebuilt: its counts go on
