@@ -29,6 +29,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pharosd.alerting.config import MAX_DURATION, parse_start
 from pharosd.alerting.matchers import Selector
 from pharosd.model import Labels
+from pharosd.units import format_duration
 
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
@@ -89,7 +90,7 @@ class Window:
     def describe(self) -> str:
         days = ",".join(DAYS[d] for d in sorted(self.days)) or "daily"
         return (f"{days} {self.start // 60:02d}:{self.start % 60:02d} "
-                f"for {_duration(self.duration)}")
+                f"for {format_duration(int(self.duration))}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,9 +137,3 @@ def local_zone(environ: Mapping[str, str] | None = None,
             return ZoneInfo.from_file(f, key="localtime")
     except (OSError, ValueError):
         return ZoneInfo("UTC")
-
-
-def _duration(seconds: float) -> str:
-    s = int(seconds)
-    parts = [(s // 86400, "d"), (s % 86400 // 3600, "h"), (s % 3600 // 60, "m"), (s % 60, "s")]
-    return "".join(f"{n}{u}" for n, u in parts if n) or "0s"
