@@ -373,13 +373,8 @@ class SinkWorker:
         """Under the lock: write to the outbox (after any memory backlog), else memory."""
         if self._outbox is not None:
             try:
-                dropped = self._outbox.put([*self._memory, pending])
-                self._memory.clear()
+                self._flush_memory(pending)
                 self._outbox_ok()
-                if dropped:
-                    self.dropped["overflow"] += dropped
-                    log.error("alert_dropped", sink=self.sink_name, reason="outbox_full",
-                              count=dropped, max_backlog=self._max_rows)
                 return
             except sqlite3.Error as e:
                 self.outbox_write_failed += 1
@@ -399,9 +394,10 @@ class SinkWorker:
                       capacity=self._memory_capacity)
         self._memory.append(pending)
 
-    def _flush_memory(self) -> None:
+    def _flush_memory(self, *newer: Pending) -> None:
+        """Write the memory backlog, then ``newer``, to the outbox; count what it drops."""
         assert self._outbox is not None
-        dropped = self._outbox.put(list(self._memory))
+        dropped = self._outbox.put([*self._memory, *newer])
         self._memory.clear()
         if dropped:
             self.dropped["overflow"] += dropped
