@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from pharosd.control.client import query_status
+from pharosd.errors import PharosError
 from tests.conftest import free_port
 from tests.support.daemon import PharosProcess, read_events, wait_until
 
@@ -178,3 +179,30 @@ def test_lost_alert_state_resolves_what_the_notifier_still_tracks(tmp_path, daem
         (state / "notifier-state.json").read_text())["alerts"] == [], 10)
     assert query_status(sock(tmp_path), 5.0)["notifier"]["reconciled"] == 1
     assert read_events(alerts)[len(before):] == [closing]
+
+
+def test_a_reload_carries_each_rebuilt_sinks_counts_from_its_own_worker(tmp_path, daemons):
+    """Two sinks, both rebuilt by one reload: each keeps its own counts (none added to
+    the other, none lost)."""
+    setup(tmp_path, bad=True)
+    port = free_port()
+
+    def two_sinks(sink_extra: str = "") -> str:
+        second = f"  - {{name: second, kind: file, path: {tmp_path}/second.jsonl{sink_extra}}}\n"
+        text = config(tmp_path, port, sink_extra=sink_extra)
+        return text.replace("http:", second + "http:", 1)
+
+    d = start(daemons, tmp_path, two_sinks())
+    sock_path = sock(tmp_path)
+
+    def delivered() -> dict[str, int]:
+        try:
+            return {s["name"]: s["delivered"]
+                    for s in query_status(sock_path, 5.0)["sinks"]}
+        except PharosError:         # not answering yet
+            return {}
+
+    assert wait_until(lambda: delivered() == {"local": 1, "second": 1}, 15), d.log()
+    reload(d, two_sinks(sink_extra=", fsync: false"))     # rebuilds both
+    assert wait_until(lambda: delivered() == {"local": 1, "second": 1}, 10), \
+        (delivered(), d.log())
