@@ -32,6 +32,7 @@ bus. A mapping config has no file to re-read: a reload (SIGHUP with
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import itertools
 import os
@@ -49,7 +50,7 @@ from pharosd.config import LoadedConfig, load_config, parse_config
 from pharosd.daemon import STOP_TIMEOUT, Daemon
 from pharosd.errors import ConfigError, ConfigIssue
 from pharosd.model import AlertEvent
-from pharosd.worker import WorkerContext
+from pharosd.worker import IDLE_WAIT, WorkerContext
 
 log = structlog.get_logger(__name__)
 
@@ -122,7 +123,7 @@ class Subscribers:
     heartbeat_timeout = 60.0
 
     def __init__(self, capacity: int = QUEUE_CAPACITY) -> None:
-        self._queue: queue.Queue[AlertEvent] = queue.Queue(maxsize=capacity)
+        self._queue: queue.Queue[AlertEvent | None] = queue.Queue(maxsize=capacity)
         self._lock = threading.Lock()
         self._callbacks: dict[int, Callback] = {}
         self._tokens = itertools.count(1)
@@ -157,12 +158,19 @@ class Subscribers:
                 log.warning("subscriber_queue_full", capacity=self._queue.maxsize,
                             note="newest events dropped; counted in status")
 
+    def _wake(self) -> None:
+        with contextlib.suppress(queue.Full):       # full: it is awake anyway
+            self._queue.put_nowait(None)
+
     def run(self, ctx: WorkerContext) -> None:
+        ctx.on_stop(self._wake)
         while not ctx.stopping:
             ctx.beat()
             try:
-                event = self._queue.get(timeout=0.5)
+                event = self._queue.get(timeout=IDLE_WAIT)
             except queue.Empty:
+                continue
+            if event is None:
                 continue
             with self._lock:
                 callbacks = list(self._callbacks.items())
