@@ -86,6 +86,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from pharosd.lazyimport import defer
+
+    # Imported by structlog and http.client, used by few configs: run on first use.
+    defer("asyncio")
+    defer("ssl")
     args = build_parser().parse_args(argv)
     command = args.command or "run"
     from pharosd import logs
