@@ -88,9 +88,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     from pharosd.lazyimport import defer
 
-    # Imported by structlog and http.client, used by few configs: run on first use.
-    defer("asyncio")
-    defer("ssl")
+    # Imported and not used: asyncio by structlog, ssl by http.client (without https),
+    # bz2 and lzma by shutil (argparse's help width). Each runs on its first use.
+    for name in ("asyncio", "ssl", "bz2", "lzma"):
+        defer(name)
     args = build_parser().parse_args(argv)
     command = args.command or "run"
     from pharosd import logs

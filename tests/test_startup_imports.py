@@ -1,4 +1,4 @@
-"""What the running daemon imports: no asyncio, no OpenSSL unless the config needs them.
+"""What the running daemon imports: no asyncio, no OpenSSL, unless the config needs them.
 
 structlog imports asyncio (which imports ssl), http.client imports ssl, and hashlib
 maps OpenSSL's libcrypto; together about 10 MiB of resident memory that the embedded
@@ -68,6 +68,8 @@ def test_running_daemon_executes_neither_asyncio_nor_openssl(tmp_path: Path, upl
     assert ("pharosd.pipeline.connection" in ran) == uplink
     assert {m for m in ran if m == "asyncio" or m.startswith("asyncio.")} == set()
     assert {"ssl", "_ssl", "hashlib", "_hashlib"} & ran == set()
+    # nor what only a config error, a maintenance window or a compressed archive needs
+    assert {"difflib", "zoneinfo", "bz2", "lzma", "_bz2", "_lzma"} & ran == set()
     assert "libcrypto" not in maps and "libssl" not in maps
 
 
