@@ -10,6 +10,10 @@ has its answer: shut our side, read the client's leftovers until its EOF,
 then close, so the client sees the answer rather than a reset (a unix or TCP
 socket closed with unread bytes resets its peer).
 
+``wake()``, from any thread, ends the selector's wait: ``select`` then returns
+a key whose data is ``WAKE`` (the caller calls ``take_wake()`` and does what
+it was woken for). A stop wakes the server this way, so it can wait long.
+
 What a connection carries beyond ``Connection`` and what its bytes mean
 belong to the server; ``Connection`` subclasses add their own fields.
 """
@@ -28,6 +32,7 @@ import structlog
 log = structlog.get_logger(__name__)
 
 DRAIN_READ = 65536          # bytes read at once from a client being drained
+WAKE = "wake"               # the data of the wake-up socket's selector key
 
 
 @dataclass(eq=False)
@@ -55,6 +60,21 @@ class Connections(Generic[C]):
         self._conns: dict[int, C] = {}
         self._on_close = on_close
         self.sel.register(listener, selectors.EVENT_READ, None)
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_r.setblocking(False)
+        self._wake_w.setblocking(False)
+        self.sel.register(self._wake_r, selectors.EVENT_READ, WAKE)
+
+    def wake(self) -> None:
+        """End ``select``'s wait (from any thread)."""
+        with contextlib.suppress(OSError):    # full or closed: a wake-up is pending anyway
+            self._wake_w.send(b"\0")
+
+    def take_wake(self) -> None:
+        """Read the pending wake-ups (after ``select`` returned the ``WAKE`` key)."""
+        with contextlib.suppress(OSError):
+            while self._wake_r.recv(4096):
+                pass
 
     def __len__(self) -> int:
         return len(self._conns)
@@ -112,6 +132,8 @@ class Connections(Generic[C]):
         for conn in list(self._conns.values()):
             self.close(conn)
         self.sel.close()
+        self._wake_r.close()
+        self._wake_w.close()
 
     def half_close(self, conn: C, deadline: float | None = None) -> None:
         """Shut our side of an answered ``conn`` and read until the client's EOF

@@ -4,11 +4,11 @@
 starts every worker, ``serve()`` runs the supervisor's loop until a stop. The
 main-thread parts are options: ``signals`` (handlers that only enqueue the
 signal number) and ``sd_notify``; without them ``serve()`` may run on any
-thread, and ``request_stop()`` ends it. The loop drains the queue
-(SIGTERM/SIGINT or ``request_stop()`` stop, SIGHUP reloads and reopens
-files), lets the supervisor restart crashed workers,
-sends ``READY=1`` after the first collection and ``WATCHDOG=1`` at half the
-watchdog interval while every worker's heartbeat is fresh.
+thread, and ``request_stop()`` ends it. The loop drains the queue (SIGTERM/SIGINT
+or ``request_stop()`` stop, SIGHUP reloads and reopens files), lets the supervisor
+restart crashed workers (a crash wakes it; else it sleeps ``next_check()``), sends
+``READY=1`` after the first collection and ``WATCHDOG=1`` at half the watchdog
+interval while every worker's heartbeat is fresh.
 
 Nothing that can heal is fatal: an unusable state directory, spill or outbox
 is logged, shown in ``status`` and ``STATUS=``, and retried (``statedir``).
@@ -99,7 +99,7 @@ class Daemon:
         self.host = cfg.resolved_host()
         self.state_dir = cfg.resolved_state_dir()
         self.supervisor = Supervisor(cfg.supervisor.max_restarts, cfg.supervisor.period,
-                                     clock=self.clock)
+                                     clock=self.clock, on_exit=lambda: self._signals.put(WAKE))
         self.bus = Bus()
         self.sinks: dict[str, _SinkSlot] = {}
         self.started_at = self.clock.wall()
@@ -138,7 +138,6 @@ class Daemon:
         sources = build_sources(cfg)
         if self.pipeline.enabled or cfg.http.enabled:
             sources.append(self._telemetry(cfg))
-        # offer() is a no-op while no receiver is configured; a reload may add one.
         consumers = [self.evaluator.submit, self.pipeline.offer, self.latest.offer]
         self.collector = Collector(sources, consumers, clock=self.clock,
                                    on_first_collection=lambda: self._signals.put(WAKE))
@@ -320,7 +319,9 @@ class Daemon:
         wd = self.notifier.watchdog_interval
         next_ping = self.clock.monotonic()
         while True:
-            timeout = 1.0 if wd is None else max(0.0, min(1.0, next_ping - self.clock.monotonic()))
+            timeout = self.supervisor.next_check()
+            if wd is not None:
+                timeout = max(0.0, min(timeout, next_ping - self.clock.monotonic()))
             try:
                 signum: int | None = self._signals.get(timeout=timeout)
             except queue.Empty:

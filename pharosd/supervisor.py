@@ -20,6 +20,11 @@ from other threads (the control socket), consistent.
 its ``heartbeat_timeout`` is logged ``worker_hung`` (error, once per hang)
 and ``worker_resumed`` when it beats again, with or without systemd's
 watchdog.
+
+The driving thread need not poll: ``next_check()`` says how long it may
+wait (until a restart comes due, at most ``IDLE_WAIT``, so a hang is noticed
+within that of its timeout), and ``on_exit``, called from a worker's thread
+as its run ends, wakes it for a crash at once.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from __future__ import annotations
 import threading
 import traceback
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import structlog
@@ -35,7 +41,7 @@ from pharosd.backoff import Backoff
 from pharosd.clock import Clock, SystemClock
 from pharosd.errors import SupervisorGaveUp, describe_error
 from pharosd.slots import HeartbeatChange, Slot, SlotState
-from pharosd.worker import Worker, WorkerContext
+from pharosd.worker import IDLE_WAIT, Worker, WorkerContext
 
 log = structlog.get_logger(__name__)
 
@@ -55,7 +61,8 @@ class _Run:
 class Supervisor:
     def __init__(self, max_restarts: int = 5, period: float = 60.0,
                  backoff_initial: float = 0.5, backoff_max: float = 30.0,
-                 clock: Clock | None = None) -> None:
+                 clock: Clock | None = None,
+                 on_exit: Callable[[], None] | None = None) -> None:
         self.max_restarts = max_restarts
         self.period = period
         self.backoff_initial = backoff_initial
@@ -67,6 +74,7 @@ class Supervisor:
         self._runs: dict[str, _Run] = {}
         self._crashes: deque[float] = deque()
         self.total_restarts = 0
+        self.on_exit: Callable[[], None] = on_exit or (lambda: None)   # a run ended
 
     # -- lifecycle -----------------------------------------------------------
 
@@ -80,14 +88,14 @@ class Supervisor:
 
     def _spawn(self, slot: Slot, worker: Worker, now: float) -> None:
         run = _Run(worker, WorkerContext(threading.Event(), clock=self._clock))
-        run.thread = threading.Thread(target=self._run, args=(run,),
+        run.thread = threading.Thread(target=self._run, args=(run, self.on_exit),
                                       name=f"pharosd-{worker.name}", daemon=True)
         self._runs[slot.name] = run
         slot.started(now)
         run.thread.start()
 
     @staticmethod
-    def _run(run: _Run) -> None:
+    def _run(run: _Run, on_exit: Callable[[], None]) -> None:
         try:
             run.worker.run(run.ctx)
         except BaseException as exc:
@@ -100,6 +108,7 @@ class Supervisor:
                 log.error("worker_exited", worker=run.worker.name)
         finally:
             run.done.set()
+            on_exit()
 
     def stop(self, name: str, timeout: float = 4.0) -> bool:
         """Stop one worker (on reload); True if its thread ended in time."""
@@ -134,6 +143,14 @@ class Supervisor:
         return ok
 
     # -- the main thread's duty ---------------------------------------------
+
+    def next_check(self, now: float | None = None) -> float:
+        """Seconds until ``check`` has to run again (see the module docstring)."""
+        now = self._clock.monotonic() if now is None else now
+        with self._lock:
+            due = [s.restart_at - now for s in self._slots.values()
+                   if s.state is SlotState.BACKOFF]
+        return max(0.0, min([IDLE_WAIT, *due]))
 
     def check(self, now: float | None = None) -> None:
         """Notice crashes, restart due workers, log hung ones; raises SupervisorGaveUp."""

@@ -35,6 +35,7 @@ from pharosd.statistics.network import NetworkStatistic, network_counters
 from pharosd.statistics.procfs import (
     CpuTimes,
     Mount,
+    ProcessCounter,
     count_processes,
     parse_file_nr,
     parse_filesystems,
@@ -48,6 +49,7 @@ from pharosd.statistics.rates import RateTracker, rate
 from pharosd.statistics.sensors import TemperatureStatistic, temperature_samples
 from pharosd.statistics.system import FilesStatistic, ProcessesStatistic, UptimeStatistic
 from pharosd.types import Duration
+from tests.support.daemon import wait_until
 
 NOW = 1_700_000_000.0
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "metrics.md"
@@ -280,6 +282,35 @@ def test_count_processes_on_a_fake_tree(tmp_path: Path) -> None:
     make_proc_tree(tmp_path, {"1": "S", "2": "R", "30": "Z", "31": "Z", "40": "D"})
     counts = count_processes(str(tmp_path))
     assert (counts.total, counts.zombie) == (5, 2)
+
+
+def test_the_process_counter_follows_real_processes_through_exit_and_reaping() -> None:
+    """The counter keeps each process's stat file open between counts: a child that
+    exits is counted as a zombie through its kept file, and once reaped it is neither
+    counted nor kept; close() gives every file back."""
+    import subprocess
+
+    def open_fds() -> int:
+        return len(os.listdir("/proc/self/fd"))
+
+    before = open_fds()
+    counter = ProcessCounter()
+    child = subprocess.Popen(["sleep", "60"])
+    try:
+        first = counter.count()
+        assert str(child.pid) in counter._fds
+        assert open_fds() > before + 1                     # files kept open
+        child.kill()
+        assert wait_until(lambda: counter.count().zombie == first.zombie + 1, 10.0)
+    finally:
+        child.kill()
+        child.wait()
+    after = counter.count()
+    assert after.zombie == first.zombie and str(child.pid) not in counter._fds
+    again = ProcessCounter(max_open=0).count()              # nothing kept: the plain count
+    assert abs(again.total - after.total) <= 5
+    counter.close()
+    assert counter._fds == {} and open_fds() == before
 
 
 def test_processes_statistic_on_a_fake_tree(tmp_path: Path) -> None:

@@ -40,11 +40,11 @@ from pharosd.alerting.statefile import read_json, write_json
 from pharosd.clock import Clock, SystemClock
 from pharosd.errors import SilenceError
 from pharosd.model import AlertEvent, Labels
-from pharosd.worker import WorkerContext
+from pharosd.worker import IDLE_WAIT, WorkerContext
 
 log = structlog.get_logger(__name__)
 
-TICK = 1.0
+TICK = 1.0          # seconds between ticks while alerts or silences are tracked
 SILENCES_FILE = "silences.json"
 STATE_FILE = "notifier-state.json"
 
@@ -65,6 +65,7 @@ class NotifierWorker:
         self._state_dir = state_dir
         self._dirty = False
         self._await_sync = False    # restored alerts: no reminder before ``reconcile``
+        self._wake = threading.Event()
         self.submit_failures = 0
 
     # -- state files ------------------------------------------------------------------
@@ -119,6 +120,7 @@ class NotifierWorker:
             self._deliver(self._notifier.publish(event, self._clock.wall()))
             self._dirty = True
             self._save_state()
+        self._wake.set()        # tick every second from now on
 
     def reconcile(self, open_fingerprints: Collection[str]) -> None:
         """The evaluator's open alerts after its restore or a reload: the notifier
@@ -160,13 +162,25 @@ class NotifierWorker:
     # -- the worker -------------------------------------------------------------------------
 
     def run(self, ctx: WorkerContext) -> None:
+        ctx.on_stop(self._wake.set)
         try:
-            while not ctx.wait(TICK):
+            while True:
+                self._wake.wait(self._tick_every())
+                self._wake.clear()
+                if ctx.stopping:
+                    break
                 ctx.beat()
                 self.tick()
         finally:
             with self._lock:
                 self._save_state()
+
+    def _tick_every(self) -> float:
+        """Every second while an alert or a silence is tracked (reminders, holds that
+        end, silences that expire); otherwise the worker only beats."""
+        with self._lock:
+            busy = bool(self._notifier.open_alerts()) or len(self._notifier.silences) > 0
+        return TICK if busy else IDLE_WAIT
 
     def tick(self) -> None:
         with self._lock:

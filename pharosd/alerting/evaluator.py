@@ -170,6 +170,11 @@ class Evaluator:
             obs = None if agg is None else slot.rule.observe(agg)
         steps.append((slot.order, slot, inst, obs))
 
+    def needs_tick(self) -> bool:
+        """True while a tick can change something other than forgetting stale series:
+        an alert is pending or open, or a rule watches for absent data."""
+        return bool(self._busy) or bool(self._absent)
+
     def tick(self, now_mono: float, now_wall: float) -> list[AlertEvent]:
         """Advance soak and cool timers with no new sample; forget stale instances."""
         self._now = (now_mono, now_wall)

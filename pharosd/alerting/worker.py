@@ -5,7 +5,10 @@ set live inside the one ``Evaluator``, stepped on this thread only). The
 collector hands it samples through a bounded queue; when the queue is
 full the newest batch is dropped and counted (``dropped_batches``), so a
 stalled evaluator never stalls sampling. Once a second it ticks the
-evaluator so soak and cool elapse even when no sample arrives.
+evaluator so soak and cool elapse even when no sample arrives; while no alert
+is pending or open and no rule watches for absent data, a tick could only
+forget stale series, so it ticks every ``IDLE_WAIT`` and otherwise wakes for
+samples alone.
 Reconfiguration is posted to the same thread, so state is never shared.
 
 With a ``state_path``, open and pending alerts are saved there (atomically,
@@ -31,6 +34,7 @@ and this evaluator no longer has (a lost state file, a threshold removed while d
 
 from __future__ import annotations
 
+import contextlib
 import json
 import queue
 import threading
@@ -45,7 +49,7 @@ from pharosd.alerting.statefile import write_json
 from pharosd.bus import Bus
 from pharosd.clock import Clock, SystemClock
 from pharosd.model import AlertEvent, Sample
-from pharosd.worker import WorkerContext
+from pharosd.worker import IDLE_WAIT, WorkerContext
 
 log = structlog.get_logger(__name__)
 
@@ -69,7 +73,7 @@ class EvaluatorWorker:
         self._saved: dict[str, Any] | None = None
         self._bus = bus
         self._clock = clock or SystemClock()
-        self._queue: queue.Queue[list[Sample] | Callable[[], list[AlertEvent]]] = (
+        self._queue: queue.Queue[list[Sample] | Callable[[], list[AlertEvent]] | None] = (
             queue.Queue(maxsize=queue_size))
         self._lock = threading.Lock()   # guards the evaluator against status readers
         self.dropped_batches = 0
@@ -176,12 +180,17 @@ class EvaluatorWorker:
             with self._lock:
                 self._save()
 
+    def _wake(self) -> None:
+        with contextlib.suppress(queue.Full):       # a full queue wakes it anyway
+            self._queue.put_nowait(None)
+
     def _loop(self, ctx: WorkerContext, next_tick: float, next_save: float) -> None:
+        ctx.on_stop(self._wake)
         while not ctx.stopping:
             ctx.beat()
             timeout = max(0.0, next_tick - self._clock.monotonic())
             try:
-                item = self._queue.get(timeout=min(timeout, TICK))
+                item = self._queue.get(timeout=min(timeout, IDLE_WAIT))
             except queue.Empty:
                 item = None
             now, wall = self._clock.monotonic(), self._clock.wall()
@@ -196,6 +205,10 @@ class EvaluatorWorker:
                 if now >= next_tick:
                     events += self._evaluator.tick(now, wall)
                     next_tick = now + TICK
+                # Nothing pending, open or watched for absence: tick only to forget
+                # stale series, so an idle evaluator wakes for samples alone.
+                if not self._evaluator.needs_tick():
+                    next_tick = max(next_tick, now + IDLE_WAIT)
                 failures = self._evaluator.drain_errors()
                 if events:
                     # state and its events together, before anyone hears of them

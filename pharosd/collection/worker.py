@@ -20,9 +20,12 @@ A source's first run is as soon as it is added.
   (64) probes hang at once. A source that found every thread busy is first
   in line for the next free one.
 
-``collect(now)`` gets the wall-clock time to stamp samples with. Each
-source's list of samples (when not empty) goes to every consumer, each
-getting its own list; a consumer must not block (it puts into a bounded
+``collect(now)`` gets the wall-clock time to stamp samples with. The samples
+of the non-blocking sources that ran in one pass of the loop go on together,
+in the order the sources ran, and each blocking source's samples go on when
+its run finishes: every non-empty list goes to every consumer, each getting
+its own list (one wakeup of the evaluator a pass, not one per statistic); a
+consumer must not block (it puts into a bounded
 queue) and one that raises is logged (once per distinct error) and counted,
 and the others still get the samples.
 
@@ -41,8 +44,8 @@ when ``run`` ends, if they have a ``close()``. A source without a ``key``
 attribute only matches itself. A source's ``counters()``, if it has one, are
 shown in ``status()`` beside the collector's own.
 
-``run(ctx)`` beats the heartbeat at least once a second and returns
-promptly once ``ctx.stopping``; it shuts the pool down without waiting for
+``run(ctx)`` beats the heartbeat at least every ``IDLE_WAIT`` seconds and
+returns promptly once ``ctx.stopping``; it shuts the pool down without waiting for
 runs in flight (queued runs are cancelled; one already running finishes on
 its own and is delivered like any other, unless its source was removed).
 The schedule and counters live in the object, so a restarted ``run`` goes
@@ -64,13 +67,12 @@ from pharosd.clock import Clock, SystemClock
 from pharosd.errors import ProbeError, describe_error
 from pharosd.model import Sample
 from pharosd.source import Source
-from pharosd.worker import WorkerContext
+from pharosd.worker import IDLE_WAIT, WorkerContext
 
 log = structlog.get_logger(__name__)
 
 Consumer = Callable[[list[Sample]], None]
 
-BEAT_EVERY = 1.0        # the longest the loop sleeps between heartbeats
 MAX_BLOCKING = 64       # pool threads for blocking sources (one run in flight per source)
 MIN_EVERY = 0.01        # a source's `every` is never taken as less than this
 
@@ -155,6 +157,7 @@ class Collector:
         self._stopped = False      # run() ended: a run finishing now publishes nothing
         self.first_collection = threading.Event()
         self._on_first_collection = on_first_collection
+        self._wake = threading.Event()     # a reconfigure or a stop ends the loop's sleep
 
     # -- other threads -----------------------------------------------------
 
@@ -179,6 +182,7 @@ class Collector:
             for e in gone:
                 e.active = False
             self._entries = entries
+        self._wake.set()                   # new sources run at once
         self._close([e.source for e in gone])
         log.info("collector_reconfigured", kept=kept, added=added, removed=len(gone))
 
@@ -223,27 +227,14 @@ class Collector:
                                   thread_name_prefix="pharos-source")
         with self._lock:
             self._stopped = False
+        ctx.on_stop(self._wake.set)
         try:
             while not ctx.stopping:
                 ctx.beat()
-                now = self._clock.monotonic()
-                with self._lock:
-                    entries = list(self._entries)
-                # Sources that found every pool thread busy get the next free one.
-                entries.sort(key=lambda x: -x.starved)
-                for e in entries:
-                    if ctx.stopping:
-                        break
-                    if e.due is not None and e.due > now:
-                        continue
-                    self._advance(e, now)
-                    if e.source.blocking:
-                        self._submit(e, pool)
-                    else:
-                        self._run_inline(e)
-                        ctx.beat()
+                self._wake.clear()
+                self._pass(ctx, pool)
                 self._check_first_collection()
-                ctx.wait(self._sleep_for())
+                self._wake.wait(self._sleep_for())
         finally:
             # A run that ends after this (a plugin killed by close(), a hung run
             # that returns) is not a result: it would report the stop as a failure.
@@ -251,6 +242,28 @@ class Collector:
                 self._stopped = True
             pool.shutdown(wait=False, cancel_futures=True)
             self._close_sources()
+
+    def _pass(self, ctx: WorkerContext, pool: ThreadPoolExecutor) -> None:
+        """Start the due sources; hand on the inline ones' samples together."""
+        now = self._clock.monotonic()
+        with self._lock:
+            entries = list(self._entries)
+        # Sources that found every pool thread busy get the next free one.
+        entries.sort(key=lambda x: -x.starved)
+        batch: list[Sample] = []
+        for e in entries:
+            if ctx.stopping:
+                break
+            if e.due is not None and e.due > now:
+                continue
+            self._advance(e, now)
+            if e.source.blocking:
+                self._submit(e, pool)
+            else:
+                batch += self._run_inline(e)
+                ctx.beat()
+        if batch:
+            self._deliver(batch)
 
     def _close_sources(self) -> None:
         """Let sources with a ``close()`` (plugins in flight) clean up on stop."""
@@ -279,21 +292,21 @@ class Collector:
     def _sleep_for(self) -> float:
         now = self._clock.monotonic()
         with self._lock:
-            wait = BEAT_EVERY
+            wait = IDLE_WAIT
             for e in self._entries:
                 if e.due is None:
                     return 0.0
                 wait = min(wait, e.due - now)
         return max(0.0, wait)
 
-    def _run_inline(self, e: _Entry) -> None:
+    def _run_inline(self, e: _Entry) -> list[Sample]:
+        """Run ``e`` now; the samples to hand on (none when it failed or was removed)."""
         wall = self._clock.wall()
         try:
             samples = _collect(e.source, wall)
         except Exception as ex:
-            self._finish(e, wall, [], ex)
-        else:
-            self._finish(e, wall, samples, None)
+            return self._finish(e, wall, [], ex)
+        return self._finish(e, wall, samples, None)
 
     def _submit(self, e: _Entry, pool: ThreadPoolExecutor) -> None:
         reason = ""
@@ -333,10 +346,10 @@ class Collector:
             if fut.cancelled() or stopped:
                 return
             exc = fut.exception()
-            if exc is not None:
-                self._finish(e, wall, [], exc)
-            else:
-                self._finish(e, wall, fut.result(), None)
+            samples = self._finish(e, wall, [], exc) if exc is not None else (
+                self._finish(e, wall, fut.result(), None))
+            if samples:
+                self._deliver(samples)
         finally:
             with self._lock:
                 self._running -= 1
@@ -344,7 +357,8 @@ class Collector:
                     e.in_flight = None
 
     def _finish(self, e: _Entry, wall: float, samples: list[Sample],
-                err: BaseException | None) -> None:
+                err: BaseException | None) -> list[Sample]:
+        """Count and log a finished run; returns the samples to hand on."""
         name = e.source.name
         message = ""
         announce = recovered = False
@@ -372,8 +386,7 @@ class Collector:
                 log.warning("source_failed", source=name, error=message, **kw)
         elif recovered:
             log.info("source_recovered", source=name)
-        if samples and active:
-            self._deliver(samples)
+        return samples if active else []
 
     def _deliver(self, samples: list[Sample]) -> None:
         for i, consumer in enumerate(self._consumers):

@@ -39,7 +39,7 @@ from typing import Any
 import structlog
 
 from pharosd.clock import Clock, SystemClock
-from pharosd.connections import Connection, Connections
+from pharosd.connections import WAKE, Connection, Connections
 from pharosd.control.protocol import (
     SOCKET_GROUP,
     Command,
@@ -50,7 +50,7 @@ from pharosd.control.protocol import (
     encode,
 )
 from pharosd.control.watch import Watcher, WatchHub
-from pharosd.worker import WorkerContext
+from pharosd.worker import IDLE_WAIT, WorkerContext
 
 log = structlog.get_logger(__name__)
 
@@ -93,7 +93,7 @@ class ControlServer:
     def __init__(self, path: str, state: StateFn, *, group: str | None = SOCKET_GROUP,
                  mode: int = SOCKET_MODE, client_timeout: float = CLIENT_TIMEOUT,
                  max_request: int = MAX_REQUEST, max_clients: int = MAX_CLIENTS,
-                 tick: float = 0.5, retry_bind: float = RETRY_BIND,
+                 tick: float = IDLE_WAIT, retry_bind: float = RETRY_BIND,
                  commands: Mapping[str, Command] | None = None,
                  clock: Clock | None = None) -> None:
         self.path = path
@@ -135,25 +135,15 @@ class ControlServer:
                 continue
             listener, inode = bound
         table: _Table = Connections(listener, on_close=self._forget_watcher)
-        wake_r, wake_w = socket.socketpair()
-        wake_r.setblocking(False)
-        wake_w.setblocking(False)
-
-        def wake() -> None:
-            with contextlib.suppress(OSError):    # full: a wake-up is pending anyway
-                wake_w.send(b"\0")
-
         try:
-            table.sel.register(wake_r, selectors.EVENT_READ, "wake")
-            self.watchers.set_waker(wake)
+            self.watchers.set_waker(table.wake)
+            ctx.on_stop(table.wake)
             while not ctx.stopping:
                 ctx.beat()
                 self._serve_once(table)
         finally:
             self.watchers.set_waker(lambda: None)
             table.close_all()
-            wake_r.close()
-            wake_w.close()
             listener.close()
             self._unlink_if_ours(inode)
             log.debug("control_socket_closed", path=self.path)
@@ -245,8 +235,9 @@ class ControlServer:
             if key.data is None:
                 self._accept(table)
                 continue
-            if key.data == "wake":
-                self._feed_watchers(table, key.fileobj)  # type: ignore[arg-type]
+            if key.data == WAKE:
+                table.take_wake()
+                self._feed_watchers(table)
                 continue
             conn: _Conn = key.data
             if conn.watcher is not None:
@@ -349,10 +340,7 @@ class ControlServer:
         table.want(conn, selectors.EVENT_READ | selectors.EVENT_WRITE)
         log.info("watcher_added", watcher=watcher.id, rule=pattern)
 
-    def _feed_watchers(self, table: _Table, wake: socket.socket) -> None:
-        with contextlib.suppress(OSError):
-            while wake.recv(4096):
-                pass
+    def _feed_watchers(self, table: _Table) -> None:
         for conn in table:
             if conn.watcher is None:
                 continue

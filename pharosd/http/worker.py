@@ -33,7 +33,7 @@ from typing import Any
 import structlog
 
 from pharosd.clock import Clock, SystemClock
-from pharosd.connections import Connection, Connections
+from pharosd.connections import WAKE, Connection, Connections
 from pharosd.errors import PharosError
 from pharosd.http.config import HttpConfig, is_loopback, split_listen
 from pharosd.http.protocol import (
@@ -46,11 +46,11 @@ from pharosd.http.protocol import (
     parse_head,
 )
 from pharosd.http.routes import View, credentials_ok, route, unauthorized
-from pharosd.worker import WorkerContext
+from pharosd.worker import IDLE_WAIT, WorkerContext
 
 log = structlog.get_logger(__name__)
 
-TICK = 0.5
+TICK = IDLE_WAIT       # the longest an idle listener waits (a stop wakes it)
 DRAIN = 1.0            # seconds to read a client's leftovers after a closing answer
 BACKLOG = 128
 ACCEPT_BURST = 64
@@ -214,6 +214,7 @@ class HttpWorker:
         table: _Table = Connections(self._listener.sock)
         log.info("http_listening", listen=self.cfg.listen, tls=self.cfg.tls is not None,
                  basic_auth=self.cfg.basic_auth is not None)
+        ctx.on_stop(table.wake)
         try:
             while not ctx.stopping:
                 ctx.beat()
@@ -226,6 +227,9 @@ class HttpWorker:
         for key, events in table.select(self._clock.monotonic(), self._tick):
             if key.data is None:
                 self._accept(table)
+                continue
+            if key.data == WAKE:
+                table.take_wake()
                 continue
             conn: _Conn = key.data
             if conn.sock.fileno() < 0:

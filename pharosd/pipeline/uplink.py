@@ -28,11 +28,26 @@ A live delivery that fails with a retryable error goes to the spill; a
 spilled one stays there (rewritten to what is left if part of it was
 acknowledged). A spilled batch is deleted only when all of it is
 acknowledged or dropped by a rejection.
+
+``step`` returns how long the worker may wait before the next step when
+nothing wakes it (an offer that fills a batch or finds the buffer empty
+sets the worker's event, and so does the end of a request when more waits
+to be sent: a replay, parked batches, a full batch): until a request's
+deadline, the end of a backoff, or the flush of a partial batch; at most
+about ``flush`` while a request is outstanding or the receiver is down, and
+without limit when nothing waits. The end of a lone live request is taken
+in on the next step (the next collection's offer, at most ``flush`` later)
+rather than on a wakeup of its own. Flushes keep in step with collections:
+a partial batch due within ``FLUSH_SLACK`` goes at once, and the timer for
+one waits ``FLUSH_SLACK`` past its due time, since one collection's samples
+arrive a few milliseconds earlier or later from one interval to the next
+and a second wakeup for them costs more than that much lag.
 """
 
 from __future__ import annotations
 
 import contextlib
+import math
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -67,6 +82,8 @@ DROP_REASONS = ("buffer_full", "spill_full", "spill_expired", "spill_failed", "t
 _LOG_EVERY = 60.0        # seconds between repeated warnings of one kind
 REPLAY_FACTOR = 25       # a replay request carries up to this many times ``batch`` samples
 REPLAY_MAX = 100_000     # ... and at most this many (a 413 halves it, see ``delivery``)
+FLUSH_SLACK = 0.05       # seconds; a partial batch due within this goes now (at most flush/20)
+MIN_WAIT = 0.01          # the shortest wait ``step`` asks for when something is due later
 
 
 class _Request:
@@ -74,8 +91,9 @@ class _Request:
     on another thread in production); the worker polls ``done``."""
 
     def __init__(self, part: Batch, settings: ReceiverSettings, labels: LabelCache,
-                 transport: Transport, wake: threading.Event, started: float) -> None:
+                 transport: Transport, wake: threading.Event | None, started: float) -> None:
         self.part = part
+        self.urgent = wake is not None      # its end wakes the worker
         self.started = started
         self.done = threading.Event()
         self.status = 0
@@ -104,7 +122,8 @@ class _Request:
                                                         reply.retry_after)
         finally:
             self.done.set()
-            wake.set()
+            if wake is not None:
+                wake.set()
 
     def verdict(self) -> Verdict:
         if self.encode_error is not None:
@@ -179,9 +198,10 @@ class Lane:
 
     # -- the worker's step -----------------------------------------------------------
 
-    def step(self, now: float) -> None:
+    def step(self, now: float) -> float:
+        """One step (see the module docstring); the seconds until the next is due."""
         if self.removed:
-            return
+            return math.inf
         s = self.settings
         req = self._req
         if req is not None:
@@ -195,31 +215,48 @@ class Lane:
                     self._spill_hot(now, keep=0)
                 elif len(self.buffer) > s.max_pending:
                     self._spill_hot(now, keep=s.max_pending, force=True)
-                return
+                return self._in_flight_wait(req, now)
             self._req = None
             self._finish(req, now)
         if now < self._next_attempt:
             self._spill_hot(now, keep=0)
-            return
+            return max(MIN_WAIT, min(self._next_attempt - now, s.flush))
         if len(self.buffer) > s.max_pending:
             self._spill_hot(now, keep=s.max_pending, force=True)
         if self._delivery is None:
             self._delivery = self._pick(now)
         d = self._delivery
         if d is None:
-            return
+            if self._spill.has_rows(self.name):      # could not be read: try again
+                return s.flush
+            if not len(self.buffer):
+                return math.inf                      # an offer wakes the worker
+            return max(MIN_WAIT, self._last_live + s.flush + self._slack() - now)
         part = d.next_part()
         if part is None:
             self._complete(d)
             self._delivery = None
-            return
+            return 0.0
         self._start(part, now)
+        return self._in_flight_wait(self._req, now)
+
+    def _slack(self) -> float:
+        return min(FLUSH_SLACK, self.settings.flush / 20)
+
+    def _in_flight_wait(self, req: _Request | None, now: float) -> float:
+        """Until the request's deadline, at most about ``flush``; an urgent request's
+        end wakes the worker, a lone live one's is taken in on the next step."""
+        s = self.settings
+        if req is None or (req.urgent and req.done.is_set()):
+            return 0.0
+        left = s.flush if req.aborted else req.started + s.timeout - now
+        return max(MIN_WAIT, min(s.flush + self._slack(), left))
 
     def _pick(self, now: float) -> Delivery | None:
         s = self.settings
         depth = len(self.buffer)
-        live = bool(self._parked) or depth >= s.batch or (depth > 0 and
-                                                         now - self._last_live >= s.flush)
+        live = bool(self._parked) or depth >= s.batch or (
+            depth > 0 and now - self._last_live >= s.flush - self._slack())
         replay = self._spill.has_rows(self.name)
         if replay and (self._replay_turn or not live):
             self._replay_turn = False
@@ -245,7 +282,11 @@ class Lane:
         return d
 
     def _start(self, part: Batch, now: float) -> None:
-        req = _Request(part, self.settings, self._labels, self._transport, self._wake, now)
+        d = self._delivery
+        urgent = (bool(d and d.spill_ids) or bool(self._parked) or self._spill.has_rows(self.name)
+                  or len(self.buffer) >= self.settings.batch)
+        req = _Request(part, self.settings, self._labels, self._transport,
+                       self._wake if urgent else None, now)
         self._req = req
         self.requests += 1
         self._launcher.launch(req.run)

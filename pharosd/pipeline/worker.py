@@ -15,7 +15,10 @@ is interned in a ``SeriesRegistry`` and appended to each receiver's
 lane (requests run on their own threads, so one slow receiver does not hold
 up another; tests pass a ``transport`` and ``launcher`` instead, see
 ``transport``), infers ended series once a second (stale markers, see
-``series``) and expires old spill rows every 10 s. A spill that cannot be
+``series``) and expires old spill rows every 10 s. It sleeps until a lane's
+step is due (``Lane.step`` says when) or an offer wakes it (a lane's buffer
+was empty or holds a full batch), so at a 1 s interval it wakes about once a
+collection; the sweep, when due within ``SWEEP_SLACK``, runs on that wakeup. A spill that cannot be
 opened (read-only, full disk, not a directory) is not fatal: the samples wait
 in the hot buffers (bounded), ``status()`` says why, and the open is retried
 every ``SPILL_RETRY`` seconds.
@@ -33,7 +36,7 @@ import structlog
 from pharosd.clock import Clock, SystemClock
 from pharosd.errors import describe_error
 from pharosd.pipeline.config import PipelineSettings
-from pharosd.worker import WorkerContext
+from pharosd.worker import IDLE_WAIT, WorkerContext
 
 # The uplink's machinery (about 2 MiB) is imported only once an uplink is
 # configured: a daemon without one never loads it (docs/benchmarks.md).
@@ -48,6 +51,7 @@ if TYPE_CHECKING:
 log = structlog.get_logger(__name__)
 
 SWEEP_EVERY = 1.0
+SWEEP_SLACK = 0.05          # a sweep due within this runs on the current wakeup
 EXPIRE_EVERY = 10.0
 SPILL_RETRY = 5.0           # seconds between attempts to open a spill that would not open
 REFUSED_LOG_EVERY = 60.0
@@ -56,7 +60,7 @@ __all__ = ["Pipeline", "UplinkWorker"]
 
 
 class UplinkWorker:
-    """Steps every receiver's lane; beats at least every 0.25 s."""
+    """Steps every receiver's lane when one is due or an offer wakes it."""
 
     name = "uplink"
     heartbeat_timeout = 15.0
@@ -66,10 +70,12 @@ class UplinkWorker:
 
     def run(self, ctx: WorkerContext) -> None:
         wake = self._pipeline._wake
+        ctx.on_stop(wake.set)
         while not ctx.stopping:
             ctx.beat()
-            self._pipeline._step()
-            wake.wait(0.25)
+            wait = self._pipeline._step()
+            if wait > 0:
+                wake.wait(wait)
             wake.clear()
 
 
@@ -189,8 +195,9 @@ class Pipeline:
                 self._registry.observe(samples, self._clock.monotonic(), sid, ts, val)
                 self._seq += len(ts)
                 for lane in self._lanes.values():
+                    was_empty = not len(lane.buffer)
                     lane.count_drop("buffer_full", lane.buffer.extend(sid, ts, val))
-                    wake = wake or len(lane.buffer) >= lane.settings.batch
+                    wake = wake or was_empty or len(lane.buffer) >= lane.settings.batch
             if wake:
                 self._wake.set()
         except Exception as e:
@@ -207,13 +214,16 @@ class Pipeline:
         """The one uplink worker (the same object on every call), or none when disabled."""
         return [self._worker] if self.enabled else []
 
-    def _step(self) -> None:
+    def _step(self) -> float:
+        """Step every lane, sweep, retry the spill, expire; the seconds until the next
+        step is due (an offer or a finished request may wake the worker earlier)."""
         now = self._clock.monotonic()
         with self._lock:
             lanes = list(self._lanes.values())
+        wait = IDLE_WAIT
         for lane in lanes:
-            lane.step(now)
-        if now >= self._next_sweep:
+            wait = min(wait, lane.step(now))
+        if now >= self._next_sweep - SWEEP_SLACK:
             self._next_sweep = now + SWEEP_EVERY
             self._sweep(now)
         if self.spill_error is not None and now >= self._next_spill_open:
@@ -222,6 +232,10 @@ class Pipeline:
         if now >= self._next_expire and self._spill is not None:
             self._next_expire = now + EXPIRE_EVERY
             self._spill.expire()
+        due = [self._next_sweep + SWEEP_SLACK, self._next_expire]   # an offer may come first
+        if self.spill_error is not None:
+            due.append(self._next_spill_open)
+        return max(0.0, min(wait, *(t - now for t in due)))
 
     def _sweep(self, now: float) -> None:
         """Stale markers for series that stopped; forget long-gone series."""

@@ -134,12 +134,17 @@ class AlertmanagerSink:
         self.active = new
         self._save()
 
-    def periodic(self, now_wall: float) -> None:
-        """Re-send the active set every ``resend``; forget expired resolved alerts."""
+    def periodic(self, now_wall: float) -> float:
+        """Re-send the active set every ``resend``; forget expired resolved alerts.
+        Returns the seconds until the next re-send is due."""
         now = self._clock.monotonic()
         if self._last_resend is not None and now - self._last_resend < self.resend:
-            return
+            return self.resend - (now - self._last_resend)
         self._last_resend = now
+        self._resend_all(now_wall)
+        return self.resend
+
+    def _resend_all(self, now_wall: float) -> None:
         expired = [k for k, a in self.active.items()
                    if a.until is not None and a.until <= now_wall]
         for k in expired:

@@ -23,7 +23,8 @@ The worker's supervisor name is ``sink:<name>`` (``WORKER_PREFIX``); logs and
 ``status()`` use the sink's own name.
 
 A sink that has a ``periodic(now_wall)`` method (Alertmanager's re-send)
-gets it called about once a second from the worker thread.
+gets it called from the worker thread: again after the seconds it returns, or
+after ``PERIODIC_EVERY`` when it returns nothing.
 """
 
 from __future__ import annotations
@@ -46,17 +47,16 @@ from pharosd.model import AlertEvent
 from pharosd.sinks.base import Sink
 from pharosd.sinks.config import RetryConfig
 from pharosd.sinks.outbox import Outbox, Pending, is_corrupt, quarantine
-from pharosd.worker import WorkerContext
+from pharosd.worker import IDLE_WAIT, WorkerContext
 
 log = structlog.get_logger(__name__)
 
 WORKER_PREFIX = "sink:"         # supervisor names of sink workers: sink:<name>
 MEMORY_CAPACITY = 1000          # events held in memory while the outbox is broken
 REOPEN_EVERY = 5.0              # seconds between attempts to reopen a broken outbox
-PERIODIC_EVERY = 1.0            # seconds between calls of sink.periodic
+PERIODIC_EVERY = 1.0            # seconds between calls of sink.periodic, unless it says
 RETRY_AFTER_CAP = 3600.0        # a receiver's Retry-After is honoured up to this
 _DONE_CAPACITY = 10_000
-_POLL = 0.25                    # how often an idle worker looks at its stop signal
 
 
 @dataclass
@@ -93,7 +93,7 @@ class SinkWorker:
         self._outbox_path = outbox_path
         self._max_rows = int(getattr(cfg, "max_backlog", 10_000))
         self._memory_capacity = memory_capacity
-        self._periodic: Callable[[float], None] | None = getattr(sink, "periodic", None)
+        self._periodic: Callable[[float], float | None] | None = getattr(sink, "periodic", None)
 
         self._lock = threading.Lock()
         self._wake = threading.Event()
@@ -105,7 +105,7 @@ class SinkWorker:
         self._done: set[str] = set()     # delivered, but the outbox delete failed
         self._db_fingerprints: set[str] = set()  # alerts with events in the outbox
         self._retry: dict[str, _RetryState] = {}
-        self._last_periodic = -math.inf
+        self._next_periodic = -math.inf
         self._closed = False
 
         self.delivered = 0
@@ -127,6 +127,7 @@ class SinkWorker:
         return 2.0 * blocking + 30.0
 
     def run(self, ctx: WorkerContext) -> None:
+        ctx.on_stop(self._wake.set)
         while not ctx.stopping:
             ctx.beat()
             self._wake.clear()
@@ -136,7 +137,7 @@ class SinkWorker:
                 remaining = deadline - self._clock.monotonic()
                 if remaining <= 0:
                     break
-                self._wake.wait(min(remaining, _POLL))
+                self._wake.wait(min(remaining, IDLE_WAIT))
                 ctx.beat()
 
     # -- the bus side -------------------------------------------------------
@@ -256,13 +257,16 @@ class SinkWorker:
                 next_due = min(next_due, max(0.0, state.due - self._clock.monotonic()))
         if self._periodic is not None:
             now = self._clock.monotonic()
-            if now - self._last_periodic >= PERIODIC_EVERY:
-                self._last_periodic = now
+            if now >= self._next_periodic:
+                after: object = None
                 try:
-                    self._periodic(self._clock.wall())
+                    after = self._periodic(self._clock.wall())
                 except Exception as e:
                     log.error("sink_periodic_failed", sink=self.sink_name, error=repr(e))
-            next_due = min(next_due, max(0.0, self._last_periodic + PERIODIC_EVERY - now))
+                # a sink may say when it next has something to do (float seconds)
+                wait = after if isinstance(after, float | int) and after > 0 else PERIODIC_EVERY
+                self._next_periodic = now + float(wait)
+            next_due = min(next_due, max(0.0, self._next_periodic - now))
         if self._outbox is None and not self._closed:     # come back to reopen it
             next_due = min(next_due, max(0.0, self._next_open - self._clock.monotonic()))
         return 0.0 if progressed else next_due

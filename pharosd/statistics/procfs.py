@@ -107,26 +107,75 @@ def count_processes(procfs: str = DEFAULT_PROCFS) -> ProcessCounts:
     A process that exits between the directory listing and the read is not
     counted. One small read per process; no psutil.Process objects.
     """
-    total = 0
-    zombie = 0
-    for name in os.listdir(procfs):
-        if not name.isdigit():
-            continue
+    counter = ProcessCounter(procfs, max_open=0)
+    return counter.count()
+
+
+class ProcessCounter:
+    """``count_processes`` that keeps each process's ``stat`` file open between
+    calls, up to ``max_open`` of them (a ``pread`` at offset 0 reads it afresh):
+    opening and closing the files was about a third of a count's cost.
+
+    A kept file of a process that was reaped reads ``ESRCH``: it is closed, and
+    the pid, if listed again (reused), is opened anew. The files are opened
+    close-on-exec; ``close()`` closes them all.
+    """
+
+    def __init__(self, procfs: str = DEFAULT_PROCFS, max_open: int = 256) -> None:
+        self._procfs = procfs
+        self._max_open = max_open
+        self._fds: dict[str, int] = {}
+
+    def count(self) -> ProcessCounts:
+        total = 0
+        zombie = 0
+        listed = set()
+        for name in os.listdir(self._procfs):
+            if not name.isdigit():
+                continue
+            listed.add(name)
+            data = self._read(name)
+            if data is None:
+                continue
+            total += 1
+            if process_state(data) == "Z":
+                zombie += 1
+        for name in [n for n in self._fds if n not in listed]:
+            os.close(self._fds.pop(name))
+        return ProcessCounts(total=total, zombie=zombie)
+
+    def _read(self, name: str) -> bytes | None:
+        fd = self._fds.get(name)
+        if fd is not None:
+            try:
+                data = os.pread(fd, 512, 0)
+            except OSError:             # reaped since: the pid may be another process now
+                data = b""
+            if data:
+                return data
+            os.close(self._fds.pop(name))
         # os.open/os.read: no buffered file object per process (half the cost)
         try:
-            fd = os.open(f"{procfs}/{name}/stat", os.O_RDONLY | os.O_CLOEXEC)
+            fd = os.open(f"{self._procfs}/{name}/stat", os.O_RDONLY | os.O_CLOEXEC)
         except OSError:        # gone, or hidden from us
-            continue
+            return None
+        keep = False
         try:
             data = os.read(fd, 512)
+            keep = len(self._fds) < self._max_open
         except OSError:
-            continue
+            return None
         finally:
+            if keep:
+                self._fds[name] = fd
+            else:
+                os.close(fd)
+        return data
+
+    def close(self) -> None:
+        for fd in self._fds.values():
             os.close(fd)
-        total += 1
-        if process_state(data) == "Z":
-            zombie += 1
-    return ProcessCounts(total=total, zombie=zombie)
+        self._fds.clear()
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,7 +23,7 @@ from pharosd.statistics.config import StatisticConfig
 from pharosd.statistics.procfs import (
     DEFAULT_PROCFS,
     FileHandles,
-    count_processes,
+    ProcessCounter,
     read_file_nr,
     read_proc_stat,
     read_uptime,
@@ -35,10 +35,11 @@ class ProcessesStatistic(Statistic):
                  procfs: str = DEFAULT_PROCFS) -> None:
         super().__init__(cfg, every)
         self._procfs = procfs
+        self._counter = ProcessCounter(procfs)
 
     def collect(self, now: float) -> list[Sample]:
         stat = read_proc_stat(self._procfs)
-        counts = count_processes(self._procfs)
+        counts = self._counter.count()
         out = [
             Sample("processes.total", NO_LABELS, float(counts.total), now),
             Sample("processes.zombie", NO_LABELS, float(counts.zombie), now),
@@ -48,6 +49,11 @@ class ProcessesStatistic(Statistic):
         if stat.procs_blocked is not None:
             out.append(Sample("processes.blocked", NO_LABELS, float(stat.procs_blocked), now))
         return out
+
+    def close(self) -> None:
+        """Close the ``stat`` files kept open (the collector calls this on a stop and
+        when a reload removes the statistic)."""
+        self._counter.close()
 
 
 def files_samples(fh: FileHandles, now: float) -> list[Sample]:
