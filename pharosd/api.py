@@ -33,7 +33,6 @@ bus. A mapping config has no file to re-read: a reload (SIGHUP with
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import itertools
 import os
 import queue
@@ -48,6 +47,7 @@ import yaml
 
 from pharosd.config import LoadedConfig, load_config, parse_config
 from pharosd.daemon import STOP_TIMEOUT, Daemon
+from pharosd.digest import sha256
 from pharosd.errors import ConfigError, ConfigIssue
 from pharosd.model import AlertEvent
 from pharosd.worker import IDLE_WAIT, WorkerContext
@@ -90,7 +90,7 @@ def load_mapping(data: Mapping[str, Any], environ: Mapping[str, str]) -> LoadedC
     except ConfigError as e:
         raise ConfigError([replace(i, line=0, column=0) for i in e.issues]) from None
     return LoadedConfig(config, MAPPING_SOURCE, time.time(),
-                        hashlib.sha256(text.encode()).hexdigest())
+                        sha256(text.encode()).hexdigest())
 
 
 def _plain(value: Any, path: str, issues: list[ConfigIssue]) -> Any:

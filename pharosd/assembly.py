@@ -29,9 +29,10 @@ def routes(config: Config) -> list[Route]:
 
 
 def schedule(windows: tuple[MaintenanceConfig, ...], environ: Mapping[str, str]) -> Schedule:
-    """The maintenance windows, read in the host's local time zone."""
+    """The maintenance windows, read in the host's local time zone (none is read
+    without a window: nothing would use it)."""
     return Schedule(tuple(Window.of(m.name, m.start, m.duration, m.days, m.rules, m.labels)
-                          for m in windows), local_zone(environ))
+                          for m in windows), local_zone(environ) if windows else None)
 
 
 def build_sources(config: Config) -> list[Source]:

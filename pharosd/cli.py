@@ -86,6 +86,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from pharosd.lazyimport import defer
+
+    # Imported and not used: asyncio by structlog, ssl by http.client (without https),
+    # bz2 and lzma by shutil (argparse's help width). Each runs on its first use.
+    for name in ("asyncio", "ssl", "bz2", "lzma"):
+        defer(name)
     args = build_parser().parse_args(argv)
     command = args.command or "run"
     from pharosd import logs

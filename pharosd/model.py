@@ -12,7 +12,6 @@ the object the file sink writes and the webhook posts.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 import uuid
@@ -20,6 +19,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
+
+from pharosd.digest import sha256
 
 Labels = tuple[tuple[str, str], ...]
 Level = Literal["info", "warning", "critical"]
@@ -91,7 +92,7 @@ def rfc3339(ts: float) -> str:
 
 def fingerprint(rule: str, labels: Labels) -> str:
     """Stable id of one alert: the rule and the label set of its instance."""
-    h = hashlib.sha256(rule.encode())
+    h = sha256(rule.encode())
     for k, v in labels:
         h.update(b"\0" + k.encode() + b"\0" + v.encode())
     return h.hexdigest()[:16]

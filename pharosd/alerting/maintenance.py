@@ -24,7 +24,6 @@ import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, tzinfo
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pharosd.alerting.config import MAX_DURATION, parse_start
 from pharosd.alerting.matchers import Selector
@@ -101,7 +100,11 @@ class Schedule:
     tz: tzinfo | None = None      # None: UTC (tests); the shell passes local_zone()
 
     def _zone(self) -> tzinfo:
-        return self.tz if self.tz is not None else ZoneInfo("UTC")
+        if self.tz is not None:
+            return self.tz
+        from zoneinfo import ZoneInfo
+
+        return ZoneInfo("UTC")
 
     def in_effect(self, now: float) -> list[tuple[Window, float, float]]:
         """``(window, opens, closes)`` of every window open at ``now``."""
@@ -125,6 +128,8 @@ class Schedule:
 def local_zone(environ: Mapping[str, str] | None = None,
                localtime: str = "/etc/localtime") -> tzinfo:
     """The host's time zone: ``$TZ`` (a zone name), else /etc/localtime, else UTC."""
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError  # 0.5 MiB: only with windows
+
     env = os.environ if environ is None else environ
     name = env.get("TZ", "").lstrip(":")
     if name:

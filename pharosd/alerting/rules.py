@@ -24,7 +24,6 @@ extrapolated ``window_ahead`` seconds (see ``pharosd.alerting.trend``).
 from __future__ import annotations
 
 import fnmatch
-import hashlib
 import json
 import math
 import re
@@ -34,6 +33,7 @@ from dataclasses import dataclass, field
 from pharosd.alerting.config import AlertDefaults, LevelLimits, ThresholdConfig
 from pharosd.alerting.machine import LEVEL_RANK, AlertMachine, Observation
 from pharosd.alerting.window import Mode
+from pharosd.digest import sha256
 from pharosd.errors import ConfigError, ConfigIssue
 from pharosd.model import Labels, Level, Op, Sample
 
@@ -110,7 +110,7 @@ class Rule:
             soak=soak,
             cool=cool,
             summary=config.summary,
-            rule_id=hashlib.sha256(blob.encode()).hexdigest(),
+            rule_id=sha256(blob.encode()).hexdigest(),
             absent=absent,
             window_ahead=ahead,
             _matchers=tuple((k, _glob(v)) for k, v in match),

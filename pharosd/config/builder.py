@@ -24,7 +24,6 @@ yields ``INVALID``, and the walk goes on, so one run reports every problem.
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -223,6 +222,8 @@ class Builder:
         if text is INVALID:
             return None
         if text not in kinds:
+            import difflib  # for a suggestion after an error only
+
             close = difflib.get_close_matches(text, list(kinds), n=1)
             hint = f", did you mean {close[0]!r}?" if close else ""
             self.issue(kind_node, kind_path,
@@ -343,6 +344,8 @@ def is_container(acc: Accepts) -> bool:
 
 
 def unknown_key(key: str, known: list[str]) -> str:
+    import difflib  # for a suggestion after an error only
+
     close = difflib.get_close_matches(key, known, n=1)
     if close:
         return f"unknown key {key!r}, did you mean {close[0]!r}?"

@@ -15,7 +15,6 @@ dataclass tree uses only this vocabulary (tests call it on ``Config``).
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import math
 import re
 import sys
@@ -219,6 +218,8 @@ def convert(t: Any, text: str, bounds: tuple[float | None, float | None]) -> Any
         for v in get_args(t):
             if v == text:
                 return v
+        import difflib  # for a suggestion after an error only
+
         close = difflib.get_close_matches(text, [str(v) for v in get_args(t)], n=1)
         raise Mismatch(scalar_expected(t), f", did you mean {close[0]!r}?" if close else "")
     if t is bool:

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import dataclasses
 import glob
-import hashlib
 import os
 import re
 from collections.abc import Callable, Mapping
@@ -35,6 +34,7 @@ from pharosd.config.builder import INVALID, Builder, unknown_key
 from pharosd.config.document import compose, is_null, pairs
 from pharosd.config.hints import fields_of
 from pharosd.config.schema import Config
+from pharosd.digest import sha256
 from pharosd.errors import ConfigError, ConfigIssue
 
 MAX_DROP_INS = 1000
@@ -304,8 +304,8 @@ def _where(file: str, node: Node) -> str:
 
 def _digest(texts: list[tuple[str, str]]) -> str:
     if len(texts) == 1:
-        return hashlib.sha256(texts[0][1].encode()).hexdigest()
-    h = hashlib.sha256()
+        return sha256(texts[0][1].encode()).hexdigest()
+    h = sha256()
     for path, text in texts:
         h.update(f"{len(path)}:{path}:{len(text.encode())}:".encode())
         h.update(text.encode())

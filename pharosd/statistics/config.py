@@ -14,7 +14,6 @@ assembly's job (``pharosd.config.schema``), where ``plugin_dirs`` is known.
 
 from __future__ import annotations
 
-import difflib
 import re
 from dataclasses import dataclass, field
 from typing import ClassVar, Literal
@@ -84,6 +83,8 @@ class StatisticConfig:
     def _builtin_issues(self) -> list[tuple[str, str]]:
         issues: list[tuple[str, str]] = []
         if self.name not in STATISTIC_NAMES:
+            import difflib  # for a suggestion after an error only
+
             close = difflib.get_close_matches(self.name, STATISTIC_NAMES, n=1)
             hint = f", did you mean {close[0]!r}?" if close else ""
             issues.append(("name", f"expected one of {', '.join(STATISTIC_NAMES)}, "

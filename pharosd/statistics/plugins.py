@@ -22,7 +22,6 @@ modules it has not imported yet).
 
 from __future__ import annotations
 
-import difflib
 import importlib
 import os
 import sys
@@ -86,6 +85,8 @@ def _from_entry_point(name: str) -> Any:
     found = [ep for ep in metadata.entry_points(group=ENTRY_POINT_GROUP) if ep.name == name]
     if not found:
         names = entry_point_names()
+        import difflib  # for a suggestion after an error only
+
         close = difflib.get_close_matches(name, names, n=1)
         hint = f", did you mean {close[0]!r}?" if close else ""
         known = f"installed: {', '.join(names)}" if names else "none installed"
