@@ -7,8 +7,8 @@ signal number) and ``sd_notify``; without them ``serve()`` may run on any
 thread, and ``request_stop()`` ends it. The loop drains the queue (SIGTERM/SIGINT
 or ``request_stop()`` stop, SIGHUP reloads and reopens files), lets the supervisor
 restart crashed workers (a crash wakes it; else it sleeps ``next_check()``), sends
-``READY=1`` after the first collection and ``WATCHDOG=1`` at half the watchdog
-interval while every worker's heartbeat is fresh.
+``READY=1`` after the control socket's first bind and the first collection, and
+``WATCHDOG=1`` at half the watchdog interval while every heartbeat is fresh.
 
 Nothing that can heal is fatal: an unusable state directory, spill or outbox
 is logged, shown in ``status`` and ``STATUS=``, and retried (``statedir``).
@@ -284,17 +284,17 @@ class Daemon:
         self._supervise(self.alerts_out)
         self._supervise(self.evaluator)
         self._sync_uplink_workers()
+        self._supervise(self.control)      # READY=1 after its first bind: `status` answers
+        self.control.first_bind.wait(2.0)
         self._supervise(self.collector)
-        self._supervise(self.control)
         if self.http is not None:
             self._supervise(self.http)
+        cfg = self.loaded.config
         log.info("daemon_started", version=__version__, config=self.loaded.source,
                  host=self.host, state_dir=self.state_dir, pid=os.getpid(),
-                 statistics=len(self.loaded.config.statistics),
-                 probes=len(self.loaded.config.probes),
-                 thresholds=len(self.loaded.config.thresholds),
-                 sinks=len(self.sinks), uplink=self.pipeline.enabled,
-                 http=self.loaded.config.http.listen or "off")
+                 statistics=len(cfg.statistics), probes=len(cfg.probes),
+                 thresholds=len(cfg.thresholds), sinks=len(self.sinks),
+                 uplink=self.pipeline.enabled, http=cfg.http.listen or "off")
 
     def add_worker(self, worker: Worker) -> None:
         """Supervise one more worker (between ``start`` and ``serve``)."""

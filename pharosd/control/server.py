@@ -13,7 +13,10 @@ that change state check them (``pharosd.control.protocol.may_change``).
 (``pharosd.control.watch``): it is answered ``{"ok": true, "watching":
 true}`` and then gets one line ``{"event": {...}}`` per alert event until it
 closes; it has no deadline. ``publish`` is the bus subscriber that feeds
-watchers; a socketpair wakes the selector when events are queued.
+watchers; ``Connections.wake`` ends the selector's wait when events are queued
+and when the worker is told to stop. ``first_bind`` is set once the first bind
+was tried (bound or not): the daemon sends ``READY=1`` only after it, so
+``pharosd status`` answers as soon as systemd reports the service started.
 
 The ``state`` callable is called on the control thread, so it must be
 thread-safe and quick; it returns a JSON-able dict with (all optional) keys
@@ -32,6 +35,7 @@ import selectors
 import socket
 import stat
 import struct
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -113,6 +117,7 @@ class ControlServer:
         self.timeouts = 0        # connections closed at their deadline
         self.refused = 0         # connections refused because max_clients were busy
         self._bind_error: str | None = None
+        self.first_bind = threading.Event()      # set once the first bind was tried
         self.watchers = WatchHub()
         self.publish = self.watchers.publish     # the bus subscriber
 
@@ -125,6 +130,7 @@ class ControlServer:
             if ctx.stopping:
                 return
             bound = self._bind()
+            self.first_bind.set()
             if bound is None:
                 # Keep beating while waiting: a missing socket is not a hung worker.
                 retry_at = self._clock.monotonic() + self._retry_bind
