@@ -417,6 +417,7 @@ class Daemon:
             sources = build_sources(cfg)
             thresholds = all_thresholds(cfg)
             compile_rules(thresholds, cfg)   # fails here, not on the evaluator's thread
+            notify_parts = routes(cfg), schedule(cfg.maintenance, self.environ)
             http = self._prepare_http(cfg.http, new.source)
             if old.uplink != cfg.uplink or old.buffer != cfg.buffer or old.spill != cfg.spill:
                 # Raises before changing anything when a secret file is unreadable.
@@ -437,8 +438,7 @@ class Daemon:
             self.sinks[name] = _SinkSlot(new_sinks[name], worker)
         for name, slot in self.sinks.items():
             slot.cfg = new_sinks[name]              # a filter or repeat that changed
-        self.alerts_out.reconfigure(routes(cfg), schedule(cfg.maintenance, self.environ),
-                                    self._submitters())
+        self.alerts_out.reconfigure(*notify_parts, self._submitters())
         for name, slot in old_slots.items():
             self.supervisor.stop(slot.worker.name, timeout=2.0)
             slot.worker.close()

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+import socket
+import struct
 import subprocess
 import sys
 import textwrap
@@ -34,12 +36,35 @@ def executed_modules(importtime: str) -> set[str]:
             if line.startswith("import time:") and line.count("|") == 2}
 
 
-@pytest.mark.parametrize("uplink", [False, True], ids=["embedded-default", "http-uplink"])
-def test_running_daemon_executes_neither_asyncio_nor_openssl(tmp_path: Path, uplink: bool):
+def scrape(port: int) -> None:
+    """Two requests on one kept-alive connection, then one that ends with a reset."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        for path in ("/metrics", "/-/healthy"):
+            s.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+            head = b""
+            while b"\r\n\r\n" not in head:
+                head += s.recv(65536)
+            assert head.startswith(b"HTTP/1.1 200"), head[:80]
+            fields, body = head.split(b"\r\n\r\n", 1)
+            length = int(fields.lower().split(b"content-length:", 1)[1].split(b"\r\n", 1)[0])
+            while len(body) < length:
+                body += s.recv(65536)
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        s.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n")     # unfinished, then a reset
+
+
+@pytest.mark.parametrize("extra", ["", "uplink", "listener"],
+                         ids=["embedded-default", "http-uplink", "plain-http-listener"])
+def test_running_daemon_executes_neither_asyncio_nor_openssl(tmp_path: Path, extra: str):
     config = DEFAULT.read_text()
+    uplink = extra == "uplink"
+    port = free_port()
     if uplink:   # nothing listens there: the uplink retries and spills, over plain HTTP
-        config += (f"uplink:\n  remote_write: [{{url: 'http://127.0.0.1:{free_port()}"
+        config += (f"uplink:\n  remote_write: [{{url: 'http://127.0.0.1:{port}"
                    "/api/v1/write'}]\n")
+    if extra == "listener":   # /metrics and the page over plain HTTP: no OpenSSL either
+        config += f"http:\n  listen: 127.0.0.1:{port}\n"
     path = tmp_path / "pharos.yaml"
     path.write_text(config)
     notify = NotifySocket(tmp_path / "notify.sock")
@@ -55,6 +80,9 @@ def test_running_daemon_executes_neither_asyncio_nor_openssl(tmp_path: Path, upl
         log = tmp_path / "stderr"
         # structlog logs (the daemon's own lines, after the import lines)
         assert wait_until(lambda: "event=daemon_ready" in log.read_text())
+        if extra == "listener":
+            scrape(port)
+            scrape(port)
         maps = Path(f"/proc/{proc.pid}/maps").read_text()
     finally:
         proc.terminate()

@@ -163,6 +163,21 @@ class _Conn(Connection):
 _Table = Connections[_Conn]
 
 
+def _wants(exc: OSError, tls: bool) -> int | None:
+    """What a non-blocking ``recv``/``send`` that raised ``exc`` waits for: 0 (try again
+    on the same readiness), ``EVENT_READ``/``EVENT_WRITE`` (TLS wants the other
+    direction first), or None (the connection is broken). ``ssl``'s classes are looked
+    at only on a TLS listener, so a plain one never loads OpenSSL."""
+    if isinstance(exc, BlockingIOError | InterruptedError):
+        return 0
+    if tls:
+        if isinstance(exc, ssl.SSLWantReadError):
+            return selectors.EVENT_READ
+        if isinstance(exc, ssl.SSLWantWriteError):
+            return selectors.EVENT_WRITE
+    return None
+
+
 class HttpWorker:
     """The ``http`` worker; see the module docstring."""
 
@@ -264,7 +279,7 @@ class HttpWorker:
                 try:
                     conn.sock = lst.tls.wrap_socket(sock, server_side=True,
                                                     do_handshake_on_connect=False)
-                except (OSError, ssl.SSLError):
+                except OSError:             # ssl.SSLError is an OSError
                     self.tls_errors += 1
                     sock.close()
                     continue
@@ -291,17 +306,17 @@ class HttpWorker:
         table.want(conn, selectors.EVENT_READ)
 
     def _read(self, table: _Table, conn: _Conn) -> None:
+        tls = self._listener.tls is not None
         try:
             data = conn.sock.recv(16384)
-            while isinstance(conn.sock, ssl.SSLSocket) and conn.sock.pending():
+            while tls and conn.sock.pending():          # type: ignore[attr-defined]
                 data += conn.sock.recv(16384)
-        except (BlockingIOError, InterruptedError, ssl.SSLWantReadError):
-            return
-        except ssl.SSLWantWriteError:
-            table.want(conn, selectors.EVENT_WRITE)
-            return
-        except (OSError, ssl.SSLError):
-            table.close(conn)
+        except OSError as exc:
+            wait = _wants(exc, tls)
+            if wait == selectors.EVENT_WRITE:
+                table.want(conn, wait)
+            elif wait is None:
+                table.close(conn)
             return
         if not data:
             table.close(conn)
@@ -357,13 +372,12 @@ class HttpWorker:
     def _write(self, table: _Table, conn: _Conn) -> None:
         try:
             sent = conn.sock.send(conn.outbox)
-        except (BlockingIOError, InterruptedError, ssl.SSLWantWriteError):
-            return
-        except ssl.SSLWantReadError:
-            table.want(conn, selectors.EVENT_READ)
-            return
-        except (OSError, ssl.SSLError):
-            table.close(conn)
+        except OSError as exc:
+            wait = _wants(exc, self._listener.tls is not None)
+            if wait == selectors.EVENT_READ:
+                table.want(conn, wait)
+            elif wait is None:
+                table.close(conn)
             return
         conn.outbox = conn.outbox[sent:]
         if conn.outbox:
@@ -379,7 +393,7 @@ class HttpWorker:
 
     def _finish(self, table: _Table, conn: _Conn) -> None:
         """Half-close and read the client's leftovers, so it sees our answer, not a reset."""
-        if isinstance(conn.sock, ssl.SSLSocket):
+        if self._listener.tls is not None:
             table.close(conn)
             return
         table.half_close(conn, self._clock.monotonic() + DRAIN)

@@ -20,6 +20,12 @@ _LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
 # Headers the protocol owns: a config may not replace them.
 PROTOCOL_HEADERS = ("content-encoding", "content-type", "x-prometheus-remote-write-version",
                     "content-length")
+# Why a receiver's samples are dropped (its ``dropped`` counts; the self-telemetry shows
+# each, zero or not). Here, not in ``uplink``, so that the telemetry of a daemon without
+# an uplink (the HTTP listener's /metrics) does not load the uplink's machinery.
+DROP_REASONS = ("buffer_full", "spill_full", "spill_expired", "spill_failed", "too_old",
+                "out_of_order", "duplicate", "too_large", "rejected", "encode_error",
+                "corrupt")
 
 
 @dataclass(frozen=True)

@@ -36,7 +36,7 @@ from typing import Any, Protocol
 
 from pharosd.clock import Clock, SystemClock
 from pharosd.model import Labels, Sample
-from pharosd.pipeline.uplink import DROP_REASONS
+from pharosd.pipeline.config import DROP_REASONS
 
 HELP: dict[str, str] = {
     "pharosd.buffer_samples": "samples in the hot buffer of a remote_write receiver",

@@ -76,9 +76,6 @@ from pharosd.redact import scrub, url_secrets
 
 log = structlog.get_logger(__name__)
 
-DROP_REASONS = ("buffer_full", "spill_full", "spill_expired", "spill_failed", "too_old",
-                "out_of_order", "duplicate", "too_large", "rejected", "encode_error",
-                "corrupt")
 _LOG_EVERY = 60.0        # seconds between repeated warnings of one kind
 REPLAY_FACTOR = 25       # a replay request carries up to this many times ``batch`` samples
 REPLAY_MAX = 100_000     # ... and at most this many (a 413 halves it, see ``delivery``)
