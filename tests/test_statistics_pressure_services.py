@@ -22,6 +22,7 @@ from pharosd.clock import FakeClock
 from pharosd.config.loader import parse_config
 from pharosd.errors import ConfigError, ProbeError
 from pharosd.model import Sample
+from pharosd.statistics import services as services_module
 from pharosd.statistics.config import StatisticConfig
 from pharosd.statistics.factory import build_statistic
 from pharosd.statistics.pressure import PressureStatistic, parse_pressure
@@ -32,6 +33,7 @@ from pharosd.statistics.services import (
     parse_show,
     run_systemctl,
 )
+from tests.support.daemon import wait_until
 
 FIXTURES = Path(__file__).parent / "fixtures" / "systemd"
 
@@ -244,7 +246,7 @@ def test_services_without_systemd_logs_once_and_yields_nothing(tmp_path: Path) -
         assert build_statistic(StatisticConfig(name="services"), 30).collect(1.0) == []
 
 
-def test_systemctl_failures_are_probe_errors(tmp_path: Path) -> None:
+def test_systemctl_failures_are_probe_errors(tmp_path: Path, monkeypatch) -> None:
     def script(name: str, body: str) -> str:
         path = tmp_path / name
         path.write_text("#!/bin/sh\n" + body)
@@ -259,6 +261,24 @@ def test_systemctl_failures_are_probe_errors(tmp_path: Path) -> None:
     with pytest.raises(ProbeError, match="cannot run"):
         run_systemctl([str(tmp_path / "missing"), "show"], 5)
     assert run_systemctl([script("ok", "echo Id=a.service\n"), "show"], 5) == "Id=a.service\n"
+    # a hung systemctl's children die with it (its own process group, killed whole)
+    pidfile = tmp_path / "child.pid"
+    with pytest.raises(ProbeError, match="no answer"):
+        run_systemctl([script("forks", f"sleep 30 &\necho $! > {pidfile}\nexec sleep 30\n"),
+                       "show"], 0.5)
+    child = int(pidfile.read_text())
+
+    def dead() -> bool:          # gone, or a zombie waiting for its (reaped) parent's init
+        try:
+            return Path(f"/proc/{child}/stat").read_text().rsplit(") ", 1)[1][0] == "Z"
+        except FileNotFoundError:
+            return True
+
+    assert wait_until(dead, 10.0)
+    # output past the cap is an error, not a silently shortened unit list
+    monkeypatch.setattr(services_module, "SHOW_CAP", 1000)
+    with pytest.raises(ProbeError, match="more than 1000 bytes"):
+        run_systemctl([script("big", "head -c 5000 /dev/zero | tr '\\0' x\n"), "show"], 5)
     junk = services(tmp_path, Systemctl("not a property line\n"), FakeClock())
     with pytest.raises(ProbeError, match="unexpected line"):
         junk.collect(1.0)

@@ -35,7 +35,6 @@ the command runner are injectable for tests.
 from __future__ import annotations
 
 import os
-import subprocess
 from collections.abc import Callable, Mapping, Sequence
 
 import structlog
@@ -46,6 +45,7 @@ from pharosd.model import Labels, Sample, labels_of
 from pharosd.statistics.base import NameFilter, Statistic, rate_samples
 from pharosd.statistics.config import StatisticConfig
 from pharosd.statistics.rates import RateTracker
+from pharosd.subprocesses import run_command
 
 log = structlog.get_logger(__name__)
 
@@ -56,6 +56,7 @@ SYSTEMCTL_TIMEOUT = 10.0
 SYSTEMD_RUN_DIR = "/run/systemd/system"    # exists iff systemd is PID 1 (sd_booted)
 CGROUP_ROOT = "/sys/fs/cgroup"
 STDERR_EXCERPT = 200
+SHOW_CAP = 8 * 1024 * 1024   # bytes of `systemctl show` output read (about 50,000 units)
 
 ACTIVE_STATES: Mapping[str, int] = {
     "failed": -1, "inactive": 0, "active": 1, "reloading": 2, "activating": 3,
@@ -122,13 +123,15 @@ def run_systemctl(argv: Sequence[str], timeout: float) -> str:
     """Run ``argv`` (never a shell); its stdout, or ``ProbeError``."""
     env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8", "SYSTEMD_PAGER": "",
            "SYSTEMD_COLORS": "0"}
-    try:
-        proc = subprocess.run(list(argv), capture_output=True, timeout=timeout, env=env,
-                              stdin=subprocess.DEVNULL, cwd="/", check=False)
-    except subprocess.TimeoutExpired:
-        raise ProbeError(f"{argv[0]} show: no answer within {timeout:g}s") from None
+    try:   # the shared runner: a process group of its own, killed whole on timeout
+        proc = run_command(argv, env, timeout, stdout_cap=SHOW_CAP)
     except OSError as e:
         raise ProbeError(f"cannot run {argv[0]}: {e.strerror or e}") from None
+    if proc.timed_out:
+        raise ProbeError(f"{argv[0]} show: no answer within {timeout:g}s")
+    if proc.stdout_dropped:
+        raise ProbeError(f"{argv[0]} show: more than {SHOW_CAP} bytes of output; "
+                         "narrow the statistic's match")
     if proc.returncode != 0:
         err = " ".join(proc.stderr.decode("utf-8", "replace").split())[:STDERR_EXCERPT]
         raise ProbeError(f"{argv[0]} show: exit {proc.returncode}: {err}")
