@@ -30,7 +30,7 @@ LEAVES = {"pharosd", "pharosd.model", "pharosd.types", "pharosd.units", "pharosd
           "pharosd.clock", "pharosd.worker", "pharosd.source", "pharosd.bus", "pharosd.logs",
           "pharosd.backoff", "pharosd.redact", "pharosd.secretfile", "pharosd.sqlitedb",
           "pharosd.httpclient", "pharosd.subprocesses", "pharosd.checks",
-          "pharosd.connections", "pharosd.digest", "pharosd.lazyimport"}
+          "pharosd.connections", "pharosd.digest", "pharosd.lazyimport", "pharosd.statefile"}
 FAMILIES = {"statistics", "probes", "alerting", "sinks", "pipeline", "collection", "control",
             "http"}
 DAEMON_MODULES = {"pharosd.daemon", "pharosd.supervisor", "pharosd.slots", "pharosd.notify",

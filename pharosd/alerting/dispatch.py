@@ -36,10 +36,10 @@ from pharosd.alerting.maintenance import Schedule
 from pharosd.alerting.notifier import Delivery, Hold, Notifier
 from pharosd.alerting.routing import Route
 from pharosd.alerting.silences import Silence, SilenceBook, new_silence
-from pharosd.alerting.statefile import read_json, write_json
 from pharosd.clock import Clock, SystemClock
 from pharosd.errors import SilenceError
 from pharosd.model import AlertEvent, Labels
+from pharosd.statefile import read_json, write_json
 from pharosd.worker import IDLE_WAIT, WorkerContext
 
 log = structlog.get_logger(__name__)

@@ -45,10 +45,10 @@ import structlog
 
 from pharosd.alerting.config import AlertDefaults, ThresholdConfig
 from pharosd.alerting.evaluator import Evaluator
-from pharosd.alerting.statefile import write_json
 from pharosd.bus import Bus
 from pharosd.clock import Clock, SystemClock
 from pharosd.model import AlertEvent, Sample
+from pharosd.statefile import write_json
 from pharosd.worker import IDLE_WAIT, WorkerContext
 
 log = structlog.get_logger(__name__)

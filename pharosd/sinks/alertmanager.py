@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
@@ -37,6 +36,7 @@ from pharosd.model import AlertEvent
 from pharosd.redact import redact_url
 from pharosd.sinks.amformat import api_alert
 from pharosd.sinks.http import HttpPoster
+from pharosd.statefile import read_json, write_json
 
 log = structlog.get_logger(__name__)
 
@@ -203,10 +203,7 @@ class AlertmanagerSink:
         if self.state_path is None:
             return {}
         try:
-            with open(self.state_path, encoding="utf-8") as fh:
-                data = json.load(fh)
-        except FileNotFoundError:
-            return {}
+            data = read_json(self.state_path)
         except (OSError, ValueError) as e:
             log.error("alertmanager_state_unreadable", sink=self.name, path=self.state_path,
                       error=str(e))
@@ -225,20 +222,9 @@ class AlertmanagerSink:
         if self.state_path is None:
             return
         data = {"version": STATE_VERSION, "alerts": [a.to_json() for a in self.active.values()]}
-        d = os.path.dirname(self.state_path) or "."
         try:
-            os.makedirs(d, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=".am-", dir=d)
-            try:
-                with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                    json.dump(data, fh, separators=(",", ":"))
-                    fh.flush()
-                    os.fsync(fh.fileno())
-                os.replace(tmp, self.state_path)
-            except BaseException:
-                if os.path.exists(tmp):
-                    os.unlink(tmp)
-                raise
+            os.makedirs(os.path.dirname(self.state_path) or ".", exist_ok=True)
+            write_json(self.state_path, data)
         except OSError as e:
             log.error("alertmanager_state_write_failed", sink=self.name, path=self.state_path,
                       error=str(e))

@@ -1,5 +1,6 @@
-"""Small JSON state files (alert state, notifier state, silences), written so that a crash
-or power loss leaves either the old file or the new one, never a torn one.
+"""Small JSON state files (alert state, notifier state, silences, the Alertmanager sink's
+active alerts), written so that a crash or power loss leaves either the old file or the
+new one, never a torn one.
 
 ``write_json`` writes ``path.tmp``, fsyncs it, renames it over ``path`` and fsyncs the
 directory; ``read_json`` returns None for a missing file and raises ``OSError`` or
