@@ -259,7 +259,8 @@ class Container:
 
     def _booted(self) -> str:
         out = self.run("systemctl", "is-system-running", check=False).stdout.strip()
-        return "" if out in ("initializing", "starting", "") else out
+        # "offline": systemctl did not reach the manager yet (its socket is not up)
+        return "" if out in ("initializing", "starting", "offline", "") else out
 
     def command(self, *cmd: str | Path, user: str | None = None) -> list[str]:
         env = [f"{k}={v}" for k, v in _clean_env().items()] + ["SYSTEMD_COLORS=0",
