@@ -104,10 +104,16 @@ class ProcessProbe(Probe):
             except psutil.NoSuchProcess:
                 return []
         found = []
-        for p in psutil.process_iter(self.attrs):
+        # Not process_iter(attrs): it stores each process's values on psutil's shared
+        # Process objects (``.info``), which another process probe on another pool thread
+        # may overwrite with its own attributes between the store and the read here.
+        for p in psutil.process_iter():
             if p.pid == me:
                 continue
-            info = p.info
+            try:
+                info = p.as_dict(self.attrs)
+            except psutil.NoSuchProcess:
+                continue
             if cfg.process is not None and info.get("name") != cfg.process:
                 continue
             if cfg.user is not None and info.get("username") != cfg.user:
