@@ -55,9 +55,12 @@ def run(p: ProcessProbe) -> dict[str, Sample]:
 
 
 def wait_for_exec(proc: subprocess.Popen[bytes], name: str) -> None:
-    """Popen returns after fork; wait until the child has exec'd ``name``."""
+    """Popen returns after fork; wait until the child has exec'd ``name`` and its
+    arguments are in place (the kernel names the process before it sets up the new
+    program's arguments: for a moment ``/proc/PID/cmdline`` is empty)."""
     for _ in range(500):
-        if psutil.Process(proc.pid).name() == name:
+        p = psutil.Process(proc.pid)
+        if p.name() == name and p.cmdline():
             return
         time.sleep(0.01)
     raise AssertionError(f"{proc.pid} never became {name}")
