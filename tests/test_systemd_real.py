@@ -142,7 +142,7 @@ def debs(host_ready: None, tmp_path_factory: pytest.TempPathFactory) -> tuple[Pa
 def box(tmp_path_factory: pytest.TempPathFactory,
         debs: tuple[Path, Path]) -> Iterator[Container]:
     try:
-        tree = cached_tree([*debian_depends(), "monitoring-plugins-basic"])
+        tree = cached_tree([*debian_depends(), "monitoring-plugins-basic", "polkitd"])
     except TreeError as exc:
         pytest.fail(f"cannot build the Debian 12 tree: {exc}")
     box = Container(tree, tmp_path_factory.mktemp("nspawn"), f"pharosd-test-{os.getpid()}")
@@ -326,6 +326,59 @@ def test_05b_a_failed_unit_fires_through_the_services_statistic(box):
                                 if e["labels"].get("unit") == "doomed.service"], 30)
     assert found, f"no unit-failed alert for doomed.service:\n{messages(box)}"
     assert found[0]["value"] == -1, found[0]
+
+
+def docs_block(lang: str, after: str) -> str:
+    """The first ``lang`` code block after the text ``after`` in docs/sinks.md."""
+    text = (ROOT / "docs/sinks.md").read_text()
+    start = text.index(f"```{lang}\n", text.index(after)) + len(lang) + 4
+    return text[start:text.index("```", start)]
+
+
+def test_05c_the_documented_remediation_restarts_a_unit_through_polkit(box):
+    """docs/sinks.md's remediation, as written there: an exec sink restarts a unit from
+    inside the hardened unit (NoNewPrivileges: no sudo) because a polkit rule lets user
+    pharos do that one thing. A second unit without a rule is refused."""
+    box.run(*APT, "install", "polkitd", timeout=300)
+    units = {"allowed": "nginx.service", "refused": "refused.service"}
+    for unit in units.values():
+        box.write(f"/etc/systemd/system/{unit}", "[Service]\nExecStart=/bin/sleep infinity\n")
+    box.run("systemctl", "daemon-reload")
+    box.run("systemctl", "start", *units.values())
+    before = {k: prop(box, "MainPID", u) for k, u in units.items()}
+    script = docs_block("sh", "/usr/local/lib/pharos/restart-unit")
+    box.write("/usr/local/lib/pharos/restart-unit", script)
+    box.run("chmod", "0755", "/usr/local/lib/pharos/restart-unit")
+    box.write("/etc/polkit-1/rules.d/60-pharos-nginx.rules",
+              docs_block("js", "/etc/polkit-1/rules.d/60-pharos-nginx.rules"))
+    # two probes that fail at once (nothing of that name runs), a sink for each unit
+    config = box.read("/etc/pharos.yaml").replace("probes:\n", """probes:
+  - {name: nginx, kind: process, process: no-such-nginx}
+  - {name: other, kind: process, process: no-such-other}
+""").replace("sinks:\n", """sinks:
+  - name: restart-nginx
+    kind: exec
+    command: [/usr/local/lib/pharos/restart-unit, nginx.service]
+    env: {REMEDIATE_RULE: "probe:nginx"}
+  - name: restart-other
+    kind: exec
+    command: [/usr/local/lib/pharos/restart-unit, refused.service]
+    env: {REMEDIATE_RULE: "probe:other"}
+""")
+    mark = cursor(box)
+    box.write("/etc/pharos.yaml", config)
+    box.run("systemctl", "reload", UNIT)
+    restarted = wait_until(lambda: prop(box, "MainPID", units["allowed"])
+                           not in ("0", before["allowed"]), 60)
+    assert restarted, f"nginx.service was not restarted:\n{messages(box, mark)}"
+    assert prop(box, "ActiveState", units["allowed"]) == "active"
+    refused = wait_until(lambda: [line for line in messages(box, mark).splitlines()
+                                  if "event=alert_delivery_failed_permanently" in line
+                                  and "sink=restart-other" in line
+                                  and "Interactive authentication required" in line], 60)
+    assert refused, f"no refusal of refused.service logged:\n{messages(box, mark)}"
+    assert prop(box, "MainPID", units["refused"]) == before["refused"]
+    box.run("systemctl", "stop", *units.values())
 
 
 def test_06_journal_priorities_follow_the_log_levels(box):
