@@ -9,8 +9,9 @@ at a 1 s interval a dozen needless wakeups a second cost more than the polling. 
 worker that blocks on something of its own (a queue, an event, a selector) registers
 ``ctx.on_stop(wake)`` so that a stop ends that wait at once. If ``run``
 raises, the supervisor logs the traceback and calls ``run`` again on a fresh
-thread after a backoff; the worker object, and so any state it holds, survives the restart. If
-``run`` returns while the daemon is not stopping, that counts as a crash.
+thread after a backoff; the worker object, and so any state it holds,
+survives the restart. If ``run`` returns while the daemon is not stopping,
+that counts as a crash.
 
 ``ctx.checkpoint(name)`` marks a point in a worker's loop where a crash matters (between
 two durable writes); it does nothing unless the end-to-end tests' fault injection

@@ -209,6 +209,8 @@ class EvaluatorWorker:
                 # stale series, so an idle evaluator wakes for samples alone.
                 if not self._evaluator.needs_tick():
                     next_tick = max(next_tick, now + IDLE_WAIT)
+                else:       # an alert just went pending or open: tick within a second
+                    next_tick = min(next_tick, now + TICK)
                 failures = self._evaluator.drain_errors()
                 if events:
                     # state and its events together, before anyone hears of them

@@ -24,10 +24,10 @@ A source's first run is as soon as it is added.
 of the non-blocking sources that ran in one pass of the loop go on together,
 in the order the sources ran, and each blocking source's samples go on when
 its run finishes: every non-empty list goes to every consumer, each getting
-its own list (one wakeup of the evaluator a pass, not one per statistic); a
-consumer must not block (it puts into a bounded
-queue) and one that raises is logged (once per distinct error) and counted,
-and the others still get the samples.
+its own list (one wakeup of the evaluator a pass, not one per statistic). A
+consumer must not block (it puts into a bounded queue); one that raises is
+logged (once per distinct error) and counted, and the others still get the
+samples.
 
 A source that raises is logged once per distinct error message
 (``source_failed``; ``source_recovered`` when a run succeeds again), counted,
@@ -45,9 +45,10 @@ attribute only matches itself. A source's ``counters()``, if it has one, are
 shown in ``status()`` beside the collector's own.
 
 ``run(ctx)`` beats the heartbeat at least every ``IDLE_WAIT`` seconds and
-returns promptly once ``ctx.stopping``; it shuts the pool down without waiting for
-runs in flight (queued runs are cancelled; one already running finishes on
-its own and is delivered like any other, unless its source was removed).
+returns promptly once ``ctx.stopping`` (a stop or a ``reconfigure`` ends its
+sleep); it shuts the pool down without waiting for runs in flight (queued
+runs are cancelled; one already running finishes on its own and is
+delivered like any other, unless its source was removed).
 The schedule and counters live in the object, so a restarted ``run`` goes
 on where the last one stopped.
 """

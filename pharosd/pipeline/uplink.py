@@ -30,18 +30,19 @@ acknowledged). A spilled batch is deleted only when all of it is
 acknowledged or dropped by a rejection.
 
 ``step`` returns how long the worker may wait before the next step when
-nothing wakes it (an offer that fills a batch or finds the buffer empty
-sets the worker's event, and so does the end of a request when more waits
-to be sent: a replay, parked batches, a full batch): until a request's
-deadline, the end of a backoff, or the flush of a partial batch; at most
-about ``flush`` while a request is outstanding or the receiver is down, and
-without limit when nothing waits. The end of a lone live request is taken
-in on the next step (the next collection's offer, at most ``flush`` later)
-rather than on a wakeup of its own. Flushes keep in step with collections:
-a partial batch due within ``FLUSH_SLACK`` goes at once, and the timer for
-one waits ``FLUSH_SLACK`` past its due time, since one collection's samples
-arrive a few milliseconds earlier or later from one interval to the next
-and a second wakeup for them costs more than that much lag.
+nothing wakes it. An offer that fills a batch or finds the buffer empty sets
+the worker's event, and so does the end of a request that failed or after
+which more waits to be sent (a replay, parked batches, a full batch). The
+wait lasts until a request's deadline, the end of a backoff, or the flush
+of a partial batch; at most about ``flush`` while a request is outstanding
+or the receiver is down, and without limit when nothing waits. The end of a
+lone live request that went well is taken in on the next step (the next
+collection's offer, at most ``flush`` later) rather than on a wakeup of its
+own. Flushes keep in step with collections: a partial batch due within
+``FLUSH_SLACK`` goes at once, and the timer for one waits ``FLUSH_SLACK``
+past its due time, since one collection's samples arrive a few milliseconds
+earlier or later from one interval to the next and a second wakeup for them
+costs more than that much lag.
 """
 
 from __future__ import annotations
@@ -88,9 +89,10 @@ class _Request:
     on another thread in production); the worker polls ``done``."""
 
     def __init__(self, part: Batch, settings: ReceiverSettings, labels: LabelCache,
-                 transport: Transport, wake: threading.Event | None, started: float) -> None:
+                 transport: Transport, wake: threading.Event, started: float, *,
+                 urgent: bool = True) -> None:
         self.part = part
-        self.urgent = wake is not None      # its end wakes the worker
+        self.urgent = urgent                # its end wakes the worker even when it went well
         self.started = started
         self.done = threading.Event()
         self.status = 0
@@ -119,8 +121,14 @@ class _Request:
                                                         reply.retry_after)
         finally:
             self.done.set()
-            if wake is not None:
+            if self.needs_step():
                 wake.set()
+
+    def needs_step(self) -> bool:
+        """Whether its end should be taken in at once: an urgent request, or one that
+        did not go well (its batch goes to the spill without waiting)."""
+        return self.urgent or not (self.encode_error is None and self.error is None
+                                   and 200 <= self.status < 300)
 
     def verdict(self) -> Verdict:
         if self.encode_error is not None:
@@ -217,7 +225,8 @@ class Lane:
             self._finish(req, now)
         if now < self._next_attempt:
             self._spill_hot(now, keep=0)
-            return max(MIN_WAIT, min(self._next_attempt - now, s.flush))
+            # back when the wait ends or the next spill of the hot buffer is due
+            return max(MIN_WAIT, min(self._next_attempt, self._last_spill + s.flush) - now)
         if len(self.buffer) > s.max_pending:
             self._spill_hot(now, keep=s.max_pending, force=True)
         if self._delivery is None:
@@ -244,10 +253,15 @@ class Lane:
         """Until the request's deadline, at most about ``flush``; an urgent request's
         end wakes the worker, a lone live one's is taken in on the next step."""
         s = self.settings
-        if req is None or (req.urgent and req.done.is_set()):
+        if req is None or (req.done.is_set() and req.needs_step()):
             return 0.0
-        left = s.flush if req.aborted else req.started + s.timeout - now
-        return max(MIN_WAIT, min(s.flush + self._slack(), left))
+        slack = self._slack()      # so that the next collection's offer comes first
+        due = [now + s.flush + slack]                          # a lone request's end
+        if not req.done.is_set():                              # a slow one: spill the rest
+            due.append(max(req.started, self._last_spill) + s.flush + slack)
+            if not req.aborted:
+                due.append(req.started + s.timeout)
+        return max(MIN_WAIT, min(due) - now)
 
     def _pick(self, now: float) -> Delivery | None:
         s = self.settings
@@ -282,8 +296,8 @@ class Lane:
         d = self._delivery
         urgent = (bool(d and d.spill_ids) or bool(self._parked) or self._spill.has_rows(self.name)
                   or len(self.buffer) >= self.settings.batch)
-        req = _Request(part, self.settings, self._labels, self._transport,
-                       self._wake if urgent else None, now)
+        req = _Request(part, self.settings, self._labels, self._transport, self._wake, now,
+                       urgent=urgent)
         self._req = req
         self.requests += 1
         self._launcher.launch(req.run)

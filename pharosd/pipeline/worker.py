@@ -18,10 +18,10 @@ up another; tests pass a ``transport`` and ``launcher`` instead, see
 ``series``) and expires old spill rows every 10 s. It sleeps until a lane's
 step is due (``Lane.step`` says when) or an offer wakes it (a lane's buffer
 was empty or holds a full batch), so at a 1 s interval it wakes about once a
-collection; the sweep, when due within ``SWEEP_SLACK``, runs on that wakeup. A spill that cannot be
-opened (read-only, full disk, not a directory) is not fatal: the samples wait
-in the hot buffers (bounded), ``status()`` says why, and the open is retried
-every ``SPILL_RETRY`` seconds.
+collection; the sweep, when due within ``SWEEP_SLACK``, runs on that wakeup.
+A spill that cannot be opened (read-only, full disk, not a directory) is not
+fatal: the samples wait in the hot buffers (bounded), ``status()`` says why,
+and the open is retried every ``SPILL_RETRY`` seconds.
 """
 
 from __future__ import annotations
