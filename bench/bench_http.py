@@ -15,7 +15,6 @@ from __future__ import annotations
 import http.client
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -24,16 +23,10 @@ import time
 from pathlib import Path
 
 import psutil
-from run_bench import daemon_env, measure  # bench/ is this script's sys.path[0]
+from run_bench import daemon_env, free_port, measure  # bench/ is this script's sys.path[0]
 
 ACCEPT = ("application/openmetrics-text;version=1.0.0,application/openmetrics-text;"
           "version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def wait_http(port: int, timeout: float = 30.0) -> None:

@@ -32,6 +32,8 @@ import urllib.request
 from pathlib import Path
 
 import psutil
+from run_bench import cpu_seconds, daemon_env, free_port  # bench/ is sys.path[0]
+from run_bench import measure as measure_processes
 
 HERE = Path(__file__).resolve().parent
 STATS = ["cpu", "load", "memory", "swap", "disk", "diskio", "network", "processes", "uptime"]
@@ -48,12 +50,6 @@ RULE_METRICS = ["cpu.percent", "memory.used_percent", "swap.used_percent", "load
                 "processes.total"]
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def wait_http(url: str, timeout: float = 20.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -66,17 +62,11 @@ def wait_http(url: str, timeout: float = 20.0) -> None:
     raise SystemExit(f"{url} did not answer within {timeout}s")
 
 
-def pharosd_env(tmp: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PHAROS", "NOTIFY"))}
-    env.update({"STATE_DIRECTORY": str(tmp), "RUNTIME_DIRECTORY": str(tmp)})
-    return env
-
-
 def start_pharosd(tmp: Path, config: str, name: str = "pharos.yaml",
                   extra_env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
     path = tmp / name
     path.write_text(config)
-    env = pharosd_env(tmp)
+    env = daemon_env(tmp)
     env.update(extra_env or {})
     return subprocess.Popen([sys.executable, "-m", "pharosd", "run", "-c", str(path),
                              "--log-format", "logfmt"], env=env, cwd=tmp,
@@ -129,29 +119,13 @@ def start_collectd(tmp: Path) -> subprocess.Popen[bytes] | None:
                             stderr=open(tmp / "collectd.log", "wb"))
 
 
-def cpu_of(p: psutil.Process, children: bool = False) -> float:
-    t = p.cpu_times()
-    total = t.user + t.system
-    if children:
-        total += t.children_user + t.children_system
-    return total
-
-
 def measure(procs: dict[str, subprocess.Popen[bytes]], seconds: float, warmup: float = 3.0,
             children: tuple[str, ...] = ()) -> dict[str, tuple[float, float]]:
-    """CPU % of one core and peak RSS MiB of each process over ``seconds``."""
+    """CPU % of one core and peak RSS MiB of each process over ``seconds``, after
+    ``warmup`` (``run_bench.measure``); says which process exited meanwhile."""
     time.sleep(warmup)
-    ps = {k: psutil.Process(p.pid) for k, p in procs.items()}
-    start = {k: cpu_of(p, k in children) for k, p in ps.items()}
-    peak = dict.fromkeys(ps, 0)
-    t0 = time.monotonic()
-    while time.monotonic() - t0 < seconds:
-        for k, p in ps.items():
-            peak[k] = max(peak[k], p.memory_info().rss)
-        time.sleep(1.0)
-    wall = time.monotonic() - t0
-    out = {k: (100 * (cpu_of(p, k in children) - start[k]) / wall, peak[k] / 2**20)
-           for k, p in ps.items()}
+    out = measure_processes({k: psutil.Process(p.pid) for k, p in procs.items()}, seconds,
+                            children)
     for k, p in procs.items():
         if p.poll() is not None:
             print(f"warning: {k} exited with {p.returncode} during the run", file=sys.stderr)
@@ -245,7 +219,7 @@ def scenario_rules(seconds: float, n: int = 10_000) -> None:
         config = rules_config(n)
         path = tmp / "rules.yaml"
         path.write_text(config)
-        env = pharosd_env(tmp)
+        env = daemon_env(tmp)
         checks = []
         for _ in range(3):
             t0 = time.monotonic()
@@ -261,7 +235,7 @@ def scenario_rules(seconds: float, n: int = 10_000) -> None:
         daemon = start_pharosd(tmp, config, "rules.yaml", {"NOTIFY_SOCKET": str(sock_path)})
         try:
             ready_at = wait_ready(sock, daemon, 60.0)
-            cpu_ready = cpu_of(psutil.Process(daemon.pid))
+            cpu_ready = cpu_seconds(psutil.Process(daemon.pid))
             loop = subprocess.Popen([sys.executable, str(HERE / "baseline_loop.py"), "1",
                                      str(seconds + 10)])
             rows = measure({f"pharosd run ({n} thresholds)": daemon,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -21,17 +22,32 @@ import psutil
 HERE = Path(__file__).resolve().parent
 
 
-def daemon_env(tmp: str) -> dict[str, str]:
-    """This environment without PHAROS* variables, with state and runtime dirs in ``tmp``."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PHAROS")}
-    env.update({"STATE_DIRECTORY": tmp, "RUNTIME_DIRECTORY": tmp})
+def daemon_env(tmp: str | Path) -> dict[str, str]:
+    """This environment without PHAROS* and NOTIFY* variables, with state and runtime
+    dirs in ``tmp``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PHAROS", "NOTIFY"))}
+    env.update({"STATE_DIRECTORY": str(tmp), "RUNTIME_DIRECTORY": str(tmp)})
     return env
 
 
-def measure(procs: dict[str, psutil.Process], seconds: float) -> dict[str, tuple[float, float]]:
-    """Each process's CPU (% of one core) and peak RSS (MiB, sampled every second)
-    over ``seconds`` of wall time."""
-    start = {k: sum(p.cpu_times()[:2]) for k, p in procs.items()}
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def cpu_seconds(p: psutil.Process, children: bool = False) -> float:
+    """User+system CPU seconds of ``p`` (and of its reaped children, with ``children``)."""
+    t = p.cpu_times()
+    return t.user + t.system + (t.children_user + t.children_system if children else 0.0)
+
+
+def measure(procs: dict[str, psutil.Process], seconds: float,
+            children: tuple[str, ...] = ()) -> dict[str, tuple[float, float]]:
+    """Each process's CPU (% of one core; children included for the names in
+    ``children``) and peak RSS (MiB, sampled every second) over ``seconds`` of wall
+    time."""
+    start = {k: cpu_seconds(p, k in children) for k, p in procs.items()}
     peak = dict.fromkeys(procs, 0)
     t0 = time.monotonic()
     while time.monotonic() - t0 < seconds:
@@ -39,7 +55,7 @@ def measure(procs: dict[str, psutil.Process], seconds: float) -> dict[str, tuple
             peak[k] = max(peak[k], p.memory_info().rss)
         time.sleep(1.0)
     wall = time.monotonic() - t0
-    return {k: (100 * (sum(p.cpu_times()[:2]) - start[k]) / wall, peak[k] / 2**20)
+    return {k: (100 * (cpu_seconds(p, k in children) - start[k]) / wall, peak[k] / 2**20)
             for k, p in procs.items()}
 
 

@@ -10,9 +10,9 @@ has its answer: shut our side, read the client's leftovers until its EOF,
 then close, so the client sees the answer rather than a reset (a unix or TCP
 socket closed with unread bytes resets its peer).
 
-``wake()``, from any thread, ends the selector's wait: ``select`` then returns
-a key whose data is ``WAKE`` (the caller calls ``take_wake()`` and does what
-it was woken for). A stop wakes the server this way, so it can wait long.
+``wake()``, from any thread, ends ``select``'s wait: it reads the wake-up,
+calls ``on_wake`` (when given) and returns what else is ready, perhaps
+nothing. A stop wakes the server this way, so it can wait long.
 
 What a connection carries beyond ``Connection`` and what its bytes mean
 belong to the server; ``Connection`` subclasses add their own fields.
@@ -32,7 +32,7 @@ import structlog
 log = structlog.get_logger(__name__)
 
 DRAIN_READ = 65536          # bytes read at once from a client being drained
-WAKE = "wake"               # the data of the wake-up socket's selector key
+_WAKE = object()            # the data of the wake-up socket's selector key
 
 
 @dataclass(eq=False)
@@ -54,27 +54,24 @@ class Connections(Generic[C]):
     """The selector and the open connections of ``listener`` (registered with data None)."""
 
     def __init__(self, listener: socket.socket, *,
-                 on_close: Callable[[C], None] | None = None) -> None:
+                 on_close: Callable[[C], None] | None = None,
+                 on_wake: Callable[[Connections[C]], None] | None = None) -> None:
         self.listener = listener
         self.sel = selectors.DefaultSelector()
         self._conns: dict[int, C] = {}
         self._on_close = on_close
+        self._on_wake = on_wake
         self.sel.register(listener, selectors.EVENT_READ, None)
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
         self._wake_w.setblocking(False)
-        self.sel.register(self._wake_r, selectors.EVENT_READ, WAKE)
+        self.sel.register(self._wake_r, selectors.EVENT_READ, _WAKE)
 
     def wake(self) -> None:
         """End ``select``'s wait (from any thread)."""
         with contextlib.suppress(OSError):    # full or closed: a wake-up is pending anyway
             self._wake_w.send(b"\0")
 
-    def take_wake(self) -> None:
-        """Read the pending wake-ups (after ``select`` returned the ``WAKE`` key)."""
-        with contextlib.suppress(OSError):
-            while self._wake_r.recv(4096):
-                pass
 
     def __len__(self) -> int:
         return len(self._conns)
@@ -107,11 +104,22 @@ class Connections(Generic[C]):
         self.sel.modify(conn.sock, events, conn)
 
     def select(self, now: float, tick: float) -> list[tuple[selectors.SelectorKey, int]]:
-        """What is ready, waiting at most ``tick`` or until the nearest deadline."""
+        """What is ready, waiting at most ``tick`` or until the nearest deadline, or until
+        ``wake()`` (then ``on_wake`` runs first, and the wake-up is not in the list)."""
         timeout = tick
         if self._conns:
             timeout = min(timeout, max(0.0, min(c.deadline for c in self._conns.values()) - now))
-        return self.sel.select(timeout)
+        ready = []
+        for key, events in self.sel.select(timeout):
+            if key.data is not _WAKE:
+                ready.append((key, events))
+                continue
+            with contextlib.suppress(OSError):
+                while self._wake_r.recv(4096):
+                    pass
+            if self._on_wake is not None:
+                self._on_wake(self)
+        return ready
 
     def expired(self, now: float) -> list[C]:
         """The connections whose deadline has come (the caller closes them)."""

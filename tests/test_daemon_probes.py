@@ -139,14 +139,6 @@ def start(daemons: list[PharosProcess], tmp: Path, text: str) -> PharosProcess:
     return d
 
 
-def reload(d: PharosProcess, text: str) -> None:
-    """Write the new config and SIGHUP; returns once the daemon applied it."""
-    done_before = d.log().count("event=reload_done")
-    d.write_config(text)
-    d.signal(signal.SIGHUP)
-    assert wait_until(lambda: d.log().count("event=reload_done") > done_before), d.log()
-
-
 class TcpServer:
     """Accepts connections on 127.0.0.1:port and closes them at once."""
 
@@ -320,7 +312,7 @@ def test_check_load_and_check_disk_fire_with_their_text_and_resolve_on_reload(tm
                                                                        used_after) + slack
     assert 0 <= total - got["root-size"][0]["value"] < MIB
 
-    reload(d, config(tmp_path, passing, thresholds))
+    d.reload(config(tmp_path, passing, thresholds))
     got = wait_events(d, tmp_path, {"probe:load": 2, "probe:disk": 2})
     load_ok, disk_ok = got["probe:load"][1], got["probe:disk"][1]
     assert_status_event(load_ok, "load", "resolved", "warning")
@@ -459,7 +451,7 @@ def test_check_http_statuses_fire_with_their_text_and_resolve_on_reload(tmp_path
     assert got["web-time-crit"][0]["value"] == 2.0
     assert got["web-time-max"][0]["value"] == 10.0
 
-    reload(d, config(tmp_path, probes(fixed=True), thresholds))
+    d.reload(config(tmp_path, probes(fixed=True), thresholds))
     got = wait_events(d, tmp_path, dict.fromkeys(failing, 2))
     for rule, (level, _) in failing.items():
         fired, resolved = got[rule]
@@ -549,7 +541,7 @@ def test_unknown_results_raise_the_configured_level_and_resolve(tmp_path, daemon
     assert_status_event(got["probe:script"][1], "script", "resolved", "warning")
     assert got["probe:script"][1]["summary"] == "SVC OK - whole again"
 
-    reload(d, config(tmp_path, probes(fixed=True), thresholds))
+    d.reload(config(tmp_path, probes(fixed=True), thresholds))
     got = wait_events(d, tmp_path, {"probe:loadbad": 2, "probe:tcpbad": 2})
     assert_status_event(got["probe:loadbad"][1], "loadbad", "resolved", "warning")
     assert re.fullmatch(LOAD_TEXT.format("OK"), got["probe:loadbad"][1]["summary"])

@@ -71,13 +71,6 @@ def start(daemons: list[PharosProcess], tmp: Path, text: str,
     return d
 
 
-def reload(d: PharosProcess, text: str) -> None:
-    done = d.log().count("reload_done")
-    d.write_config(text)
-    d.signal(signal.SIGHUP)
-    assert wait_until(lambda: d.log().count("reload_done") > done), d.log()
-
-
 def http_get(url: str) -> bytes:
     with urllib.request.urlopen(url, timeout=5) as r:
         return bytes(r.read())
@@ -139,10 +132,10 @@ def test_delivered_counts_agree_everywhere_across_reloads(tmp_path, daemons):
     assert set(state["notifier"]) == {"held", "filtered", "reminders", "duplicates",
                                       "reconciled"}
     # A reload that changes only what the notifier reads (repeat, filter) keeps the sink.
-    reload(d, config(tmp_path, port, sink_extra=", repeat: 1h, filter: {levels: [critical]}"))
+    d.reload(config(tmp_path, port, sink_extra=", repeat: 1h, filter: {levels: [critical]}"))
     assert set(agreed(tmp_path, port, 1).values()) == {(1, 0)}
     # A reload that rebuilds the sink (a delivery setting changed) keeps its counts.
-    reload(d, config(tmp_path, port, sink_extra=", repeat: 1h, fsync: false"))
+    d.reload(config(tmp_path, port, sink_extra=", repeat: 1h, fsync: false"))
     assert set(agreed(tmp_path, port, 1).values()) == {(1, 0)}
     flag(tmp_path, bad=False)
     assert wait_until(lambda: len(read_events(alerts)) == 2, 15), d.log()
@@ -203,6 +196,6 @@ def test_a_reload_carries_each_rebuilt_sinks_counts_from_its_own_worker(tmp_path
             return {}
 
     assert wait_until(lambda: delivered() == {"local": 1, "second": 1}, 15), d.log()
-    reload(d, two_sinks(sink_extra=", fsync: false"))     # rebuilds both
+    d.reload(two_sinks(sink_extra=", fsync: false"))     # rebuilds both
     assert wait_until(lambda: delivered() == {"local": 1, "second": 1}, 10), \
         (delivered(), d.log())

@@ -43,7 +43,7 @@ from typing import Any
 import structlog
 
 from pharosd.clock import Clock, SystemClock
-from pharosd.connections import WAKE, Connection, Connections
+from pharosd.connections import Connection, Connections
 from pharosd.control.protocol import (
     SOCKET_GROUP,
     Command,
@@ -140,7 +140,8 @@ class ControlServer:
                         break
                 continue
             listener, inode = bound
-        table: _Table = Connections(listener, on_close=self._forget_watcher)
+        table: _Table = Connections(listener, on_close=self._forget_watcher,
+                                    on_wake=self._feed_watchers)
         try:
             self.watchers.set_waker(table.wake)
             ctx.on_stop(table.wake)
@@ -240,10 +241,6 @@ class ControlServer:
         for key, events in table.select(self._clock.monotonic(), self._tick):
             if key.data is None:
                 self._accept(table)
-                continue
-            if key.data == WAKE:
-                table.take_wake()
-                self._feed_watchers(table)
                 continue
             conn: _Conn = key.data
             if conn.watcher is not None:

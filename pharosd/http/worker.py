@@ -33,7 +33,7 @@ from typing import Any
 import structlog
 
 from pharosd.clock import Clock, SystemClock
-from pharosd.connections import WAKE, Connection, Connections
+from pharosd.connections import Connection, Connections
 from pharosd.errors import PharosError
 from pharosd.http.config import HttpConfig, is_loopback, split_listen
 from pharosd.http.protocol import (
@@ -242,9 +242,6 @@ class HttpWorker:
         for key, events in table.select(self._clock.monotonic(), self._tick):
             if key.data is None:
                 self._accept(table)
-                continue
-            if key.data == WAKE:
-                table.take_wake()
                 continue
             conn: _Conn = key.data
             if conn.sock.fileno() < 0:

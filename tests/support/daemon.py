@@ -115,6 +115,13 @@ class PharosProcess:
     def signal(self, signum: int) -> None:
         self.proc.send_signal(signum)
 
+    def reload(self, text: str) -> None:
+        """Write the new config and SIGHUP; returns once the daemon applied it."""
+        done = self.log().count("event=reload_done")
+        self.write_config(text)
+        self.signal(signal.SIGHUP)
+        assert wait_until(lambda: self.log().count("event=reload_done") > done), self.log()
+
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
 
@@ -122,8 +129,8 @@ class PharosProcess:
         return bool(wait_until(lambda: text in self.log(), timeout))
 
     def wait_ready(self, timeout: float = 20.0) -> bool:
-        """READY=1 sent and the control socket there (its worker binds on its own
-        thread, and READY=1 does not wait for it)."""
+        """READY=1 sent and the control socket there (READY=1 waits for the socket's
+        first bind, which may fail: then the socket is not there)."""
         deadline = time.monotonic() + timeout
         return (self.notify.wait_for(lambda m: "READY=1" in m, timeout)
                 and bool(wait_until((self.tmp / "run" / "control.sock").exists,
